@@ -1,0 +1,20 @@
+# hvp_mtl — the two commands a user needs:
+#   make demo   run the main job (sets up the environment on first use)
+#   make test   run the test suite (sets up the environment on first use)
+PY := .venv/bin/python
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: env demo test clean-env
+
+env:
+	@bash tools/setup_env.sh
+
+demo: env
+	$(PY) tools/run_demo.py $(DEMO_ARGS)
+
+test: env
+	$(PY) -m pytest tests -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
+
+clean-env:
+	rm -rf .venv

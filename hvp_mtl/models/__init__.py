@@ -1,0 +1,2 @@
+"""Models: masked backbones, task heads, losses and the HVP-MTL algorithm."""
+from . import algorithms, backbones, heads, losses  # noqa: F401
