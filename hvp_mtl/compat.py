@@ -8,6 +8,13 @@ weights-only allow-list with exactly those classes. We never set
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` and never pass ``weights_only=False``: a
 checkpoint holding any other class is still refused by torch.
 
+A second run-time fix: a config that inherits an ``mmpretrain::`` base gets
+``_scope_='mmpretrain'`` added to every dict with a ``type``, including
+``train_dataloader.collate_fn``; mmengine 0.10.7's ``build_dataloader`` then
+passes ``_scope_`` on to the collate function (``TypeError: default_collate()
+got an unexpected keyword argument '_scope_'``). :func:`patch_collate_scope`
+drops that key before the dataloader is built.
+
 The other known breakages are handled where they arise:
 
 * top-level ``import`` in configs (item 2): configs in this project have none,
@@ -21,7 +28,7 @@ import importlib
 
 import torch
 
-__all__ = ['MMENGINE_CHECKPOINT_SAFE_GLOBALS', 'register_safe_globals']
+__all__ = ['MMENGINE_CHECKPOINT_SAFE_GLOBALS', 'register_safe_globals', 'patch_collate_scope']
 
 
 def _resolve(path):
@@ -82,4 +89,29 @@ def register_safe_globals():
     return objects
 
 
+def _strip_collate_scope(build_dataloader):
+    def wrapper(dataloader, *args, **kwargs):
+        if isinstance(dataloader, dict) and isinstance(dataloader.get('collate_fn'), dict) \
+                and '_scope_' in dataloader['collate_fn']:
+            dataloader = dict(dataloader)
+            dataloader['collate_fn'] = {
+                k: v for k, v in dataloader['collate_fn'].items() if k != '_scope_'}
+        return build_dataloader(dataloader, *args, **kwargs)
+
+    wrapper.__wrapped__ = build_dataloader
+    wrapper.__doc__ = build_dataloader.__doc__
+    return wrapper
+
+
+def patch_collate_scope():
+    """Make ``Runner``/``FlexibleRunner.build_dataloader`` ignore ``collate_fn._scope_``."""
+    from mmengine.runner import FlexibleRunner, Runner
+    for runner_cls in (Runner, FlexibleRunner):
+        current = runner_cls.__dict__['build_dataloader']
+        func = current.__func__ if isinstance(current, staticmethod) else current
+        if getattr(func, '__wrapped__', None) is None:
+            runner_cls.build_dataloader = staticmethod(_strip_collate_scope(func))
+
+
 register_safe_globals()
+patch_collate_scope()

@@ -9,6 +9,8 @@ import pathlib
 import pytest
 import torch
 
+import hvp_mtl  # noqa: F401  (the weights_only allow-list for mmengine checkpoints)
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CFG = ROOT / 'configs' / 'pretrain' / 'baselines' / 'simmim_swin-tiny_demo.py'
 sys.path.insert(0, str(ROOT / 'tools'))

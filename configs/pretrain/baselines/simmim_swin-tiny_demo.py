@@ -8,8 +8,9 @@ data_root = 'data/demo/simmim/'
 
 model = dict(
     backbone=dict(
-        arch=dict(embed_dims=32, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8]),
+        arch=dict(_delete_=True, embed_dims=32, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8]),
         img_size=img_size,
+        pad_small_map=True,
         stage_cfgs=dict(block_cfgs=dict(window_size=4))),
     neck=dict(in_channels=32 * 2**3, encoder_stride=32))
 
@@ -20,11 +21,11 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='SimMIMMaskGenerator', input_size=img_size, mask_patch_size=32,
          model_patch_size=4, mask_ratio=0.6),
-    dict(type='PackInputs', algorithm_keys=['mask']),
+    dict(type='PackInputs'),
 ]
 train_dataloader = dict(
     batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='', ann_file='',
+    dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root, data_prefix='', ann_file='',
                  with_label=False, pipeline=train_pipeline))
 
 optim_wrapper = dict(_delete_=True, type='OptimWrapper',

@@ -29,7 +29,8 @@ def _resolve_world_size(world_size: Optional[int]) -> int:
     return world_size
 
 
-def _all_reduce(tensor: torch.Tensor, world_size: int,
+def _all_reduce(tensor: torch.Tensor,
+                world_size: int,
                 op=None) -> torch.Tensor:
     """In-place all-reduce over the default group (no-op for one process)."""
     if world_size > 1:

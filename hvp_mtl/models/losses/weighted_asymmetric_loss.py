@@ -134,8 +134,8 @@ class WeightedAsymmetricLoss(nn.Module):
             if self.clip > 0:
                 # 1 - p_m = min(1 - p + clip, 1) >= clip > 0: log is safe.
                 log_neg = torch.log(
-                    (torch.sigmoid(-x) + self.clip).clamp(max=1)).clamp(
-                        min=log_eps)
+                    (torch.sigmoid(-x) +
+                     self.clip).clamp(max=1)).clamp(min=log_eps)
                 margin_prob = (prob - self.clip).clamp(min=0)
             else:
                 log_neg = F.logsigmoid(-x).clamp(min=log_eps)
