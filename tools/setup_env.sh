@@ -12,7 +12,7 @@ PYTHON="${PYTHON:-python3.11}"
 STAMP="$VENV/.hvp_mtl_stamp"
 
 hash_inputs() {
-  cat "$ROOT"/requirements/*.txt "$ROOT/tools/setup_env.sh" "$ROOT/setup.py" | sha256sum | cut -d' ' -f1
+  cat "$ROOT"/requirements/*.txt "$ROOT/tools/setup_env.sh" "$ROOT/setup.py" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1
 }
 WANT="$(hash_inputs)"
 
@@ -20,7 +20,7 @@ if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; then
   exit 0
 fi
 
-echo "[setup_env] creating environment in $VENV (first run builds mmcv from source: ~15 min on 2 cores)"
+echo "[setup_env] setting up $VENV (a fresh machine builds mmcv from source: ~15 min on 2 cores)"
 if [[ ! -x "$VENV/bin/python" ]]; then
   "$PYTHON" -m venv "$VENV"
 fi
