@@ -15,6 +15,12 @@ passes ``_scope_`` on to the collate function (``TypeError: default_collate()
 got an unexpected keyword argument '_scope_'``). :func:`patch_collate_scope`
 drops that key before the dataloader is built.
 
+A third: mmcv 2.1.0's ``adjust_hue`` (used by mmpretrain's ``ColorJitter``)
+does ``np.uint8(hue_factor * 255)``, which numpy 2 refuses for a negative hue
+(``OverflowError: Python integer -7 out of bounds for uint8``), so any colour
+jitter with ``hue > 0`` crashes at random. :func:`patch_adjust_hue` installs the
+same function with the shift computed modulo 256 (numpy 1's result).
+
 The other known breakages are handled where they arise:
 
 * top-level ``import`` in configs (item 2): configs in this project have none,
@@ -28,7 +34,8 @@ import importlib
 
 import torch
 
-__all__ = ['MMENGINE_CHECKPOINT_SAFE_GLOBALS', 'register_safe_globals', 'patch_collate_scope']
+__all__ = ['MMENGINE_CHECKPOINT_SAFE_GLOBALS', 'register_safe_globals', 'patch_collate_scope',
+           'patch_adjust_hue']
 
 
 def _resolve(path):
@@ -113,5 +120,46 @@ def patch_collate_scope():
             runner_cls.build_dataloader = staticmethod(_strip_collate_scope(func))
 
 
+def adjust_hue(img, hue_factor, backend=None):
+    """mmcv's ``adjust_hue`` with a numpy-2-safe hue shift (same results)."""
+    import cv2
+    import mmcv.image.photometric as photometric
+    import numpy as np
+    from PIL import Image
+
+    backend = backend or photometric.imread_backend
+    if backend not in ['cv2', 'pillow']:
+        raise ValueError(f'backend: {backend} is not supported.'
+                         f"Supported backends are 'cv2', 'pillow'")
+    if not -0.5 <= hue_factor <= 0.5:
+        raise ValueError(f'hue_factor:{hue_factor} is not in [-0.5, 0.5].')
+    if not (isinstance(img, np.ndarray) and img.ndim in {2, 3}):
+        raise TypeError('img should be ndarray with dim=[2 or 3].')
+    shift = np.uint8(int(hue_factor * 255) % 256)  # uint8 addition rotates
+    if backend == 'pillow':
+        assert img.dtype == np.uint8, 'Pillow backend only support uint8 type'
+        pil_image = Image.fromarray(img[..., ::-1], mode='RGB')
+        h, s, v = pil_image.convert('HSV').split()
+        np_h = np.array(h, dtype=np.uint8)
+        np_h += shift
+        pil_image = Image.merge('HSV', (Image.fromarray(np_h, 'L'), s, v)).convert('RGB')
+        return np.array(pil_image, dtype=img.dtype)[..., ::-1]
+    dtype = img.dtype
+    h, s, v = cv2.split(cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_BGR2HSV_FULL))
+    h = h.astype(np.uint8)
+    h += shift
+    return cv2.cvtColor(cv2.merge([h, s, v]), cv2.COLOR_HSV2BGR_FULL).astype(dtype)
+
+
+def patch_adjust_hue():
+    """Install :func:`adjust_hue` wherever mmcv exposes it."""
+    import mmcv
+    import mmcv.image
+    import mmcv.image.photometric
+    for module in (mmcv, mmcv.image, mmcv.image.photometric):
+        module.adjust_hue = adjust_hue
+
+
 register_safe_globals()
 patch_collate_scope()
+patch_adjust_hue()
