@@ -62,11 +62,16 @@ def merge_args(cfg, args):
                                 osp.splitext(osp.basename(args.config))[0])
 
     if args.amp:
+        # the non-finite guard (hvp_mtl.engine.runner) has an AMP twin
+        amp_types = {'OptimWrapper': 'AmpOptimWrapper',
+                     'AmpOptimWrapper': 'AmpOptimWrapper',
+                     'GuardedOptimWrapper': 'GuardedAmpOptimWrapper',
+                     'GuardedAmpOptimWrapper': 'GuardedAmpOptimWrapper'}
         optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        assert optim_wrapper in ['OptimWrapper', 'AmpOptimWrapper'], \
+        assert optim_wrapper in amp_types, \
             '`--amp` is not supported by the custom optim wrapper ' \
             f'{optim_wrapper}; set it in the config instead.'
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.type = amp_types[optim_wrapper]
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
 
     if args.resume == 'auto':
@@ -104,6 +109,12 @@ def build_runner(cfg):
     """Build the runner the config asks for (``runner_type``) or a Runner."""
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
+    if cfg.get('resume') is True and cfg.get('load_from') is None:
+        # FlexibleRunner resumes before any hook runs: pick the newest intact
+        # checkpoint here (Runner does it in AtomicCheckpointHook.before_run)
+        from hvp_mtl.engine.hooks.atomic_checkpoint_hook import \
+            find_intact_checkpoint
+        cfg.load_from = find_intact_checkpoint(cfg.work_dir)
     from mmengine.registry import RUNNERS
     return RUNNERS.build(cfg)
 

@@ -1,0 +1,218 @@
+"""Checkpoints that are never half-written, and resume that survives one.
+
+mmengine's ``CheckpointHook`` writes ``iter_N.pth`` in place and then
+``last_checkpoint``; a job killed while writing (preemption, a full disk)
+leaves a truncated latest checkpoint that ``--resume`` then fails on. It also
+deletes the oldest kept checkpoint *before* writing the new one, so with
+``max_keep_ckpts=1`` a failed write leaves nothing.
+
+:class:`AtomicCheckpointHook` (a drop-in ``CheckpointHook``):
+
+* writes ``<name>.tmp``, flushes it to disk and ``os.replace``-s it onto
+  ``<name>``; ``last_checkpoint`` is replaced the same way, only after the
+  checkpoint is complete; old checkpoints are pruned only after that;
+* stores ``checkpoint['resume_state']`` (every rank's RNG states and the
+  sampler position, :mod:`hvp_mtl.engine.runner.resume_state`) and hands it
+  back to the train loop on resume, so the resumable loops continue in O(1);
+* on automatic resume (``--resume`` without a path) checks the checkpoint
+  named by ``last_checkpoint`` (zip structure and CRCs); if it is truncated
+  or corrupt it logs a warning and resumes from the newest intact one.
+"""
+import glob
+import logging
+import os
+import os.path as osp
+import zipfile
+from typing import List, Optional
+
+import torch
+from mmengine.dist import broadcast_object_list, is_main_process
+from mmengine.fileio import LocalBackend
+from mmengine.hooks import CheckpointHook
+from mmengine.logging import print_log
+from mmpretrain.registry import HOOKS
+
+from ..runner.resume_state import collect_resume_state
+
+__all__ = [
+    'AtomicCheckpointHook', 'is_intact_checkpoint', 'atomic_write_text',
+    'find_intact_checkpoint'
+]
+
+
+def _fsync(path: str) -> None:
+    with open(path, 'rb') as f:
+        os.fsync(f.fileno())
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def is_intact_checkpoint(path: str) -> bool:
+    """Whether ``path`` is a complete, uncorrupted ``torch.save`` file.
+
+    torch's (default) zip format ends with a central directory, which a
+    truncated file lacks, and stores a CRC-32 per record, which
+    ``ZipFile.testzip`` verifies. Files in torch's legacy format are checked
+    by loading them (weights only).
+    """
+    if not osp.isfile(path) or osp.getsize(path) == 0:
+        return False
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return archive.testzip() is None
+        except (zipfile.BadZipFile, OSError, EOFError):
+            return False
+    try:
+        torch.load(path, map_location='cpu', weights_only=True)
+        return True
+    except Exception:  # noqa: BLE001 -- any failure means "not usable"
+        return False
+
+
+def _candidates(directory: str) -> List[str]:
+    """Checkpoints in ``directory``, newest first."""
+    paths = glob.glob(osp.join(directory, '*.pth'))
+    return sorted(paths, key=osp.getmtime, reverse=True)
+
+
+def find_intact_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint to auto-resume from: ``last_checkpoint`` if intact.
+
+    Otherwise the newest intact ``*.pth`` next to it, with a warning. Returns
+    None when there is no ``last_checkpoint``; raises when none is intact.
+    (``FlexibleRunner`` resumes before ``before_run``, so ``tools/train.py``
+    calls this itself for FlexibleRunner configs.)
+    """
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(pointer):
+        return None
+    with open(pointer) as f:
+        latest = f.read().strip()
+    if is_intact_checkpoint(latest):
+        return latest
+    directory = osp.dirname(latest) or work_dir
+    for path in _candidates(directory):
+        if osp.abspath(path) != osp.abspath(latest) and \
+                is_intact_checkpoint(path):
+            print_log(
+                f'The latest checkpoint {latest} (named by {pointer}) is '
+                f'truncated or corrupt; resuming from the previous intact '
+                f'checkpoint {path} instead.',
+                logger='current',
+                level=logging.WARNING)
+            return path
+    raise RuntimeError(
+        f'The latest checkpoint {latest} (named by {pointer}) is truncated or '
+        f'corrupt and no intact checkpoint was found in {directory}; remove '
+        f'{pointer} to start from scratch or pass --resume PATH.')
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """``CheckpointHook`` with atomic writes, exact-resume state and fallback.
+
+    Accepts every argument of :class:`mmengine.hooks.CheckpointHook`. Atomic
+    writes apply to local directories; other backends are written as by
+    mmengine (with a warning).
+    """
+
+    _resume_state = None
+
+    # ------------------------------------------------------------ resume --
+    def before_run(self, runner) -> None:
+        """Swap a corrupt auto-resume checkpoint for the newest intact one."""
+        super().before_run(runner)
+        if runner._resume is not True or runner._load_from is not None:
+            return
+        # rank 0 reads the files; every rank gets its verdict (or its error)
+        choice = [None, None]
+        if is_main_process():
+            try:
+                choice[0] = self._choose_resume_checkpoint(runner.work_dir)
+            except RuntimeError as error:
+                choice[1] = str(error)
+        broadcast_object_list(choice)
+        if choice[1] is not None:
+            raise RuntimeError(choice[1])
+        if choice[0] is not None:
+            runner._load_from = choice[0]
+
+    def _choose_resume_checkpoint(self, work_dir: str) -> Optional[str]:
+        return find_intact_checkpoint(work_dir)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Hand ``resume_state`` to the train loop when resuming."""
+        state = checkpoint.get('resume_state')
+        if not runner._resume or state is None:
+            return
+        loop = runner.train_loop
+        if hasattr(loop, 'load_resume_state'):
+            loop.load_resume_state(state)
+        else:
+            print_log(
+                f'{type(loop).__name__} cannot use the saved sampler position '
+                'and RNG states; use ResumableEpochBasedTrainLoop or '
+                'ResumableIterBasedTrainLoop for an O(1), exact resume.',
+                logger='current',
+                level=logging.WARNING)
+
+    # -------------------------------------------------------------- save --
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if self._resume_state is not None:
+            checkpoint['resume_state'] = self._resume_state
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        # runs on every rank: gathering the RNG states is a collective
+        self._resume_state = collect_resume_state(runner)
+        if not isinstance(self.file_backend, LocalBackend):
+            print_log(
+                'AtomicCheckpointHook: checkpoints on '
+                f'{type(self.file_backend).__name__} are written in place.',
+                logger='current',
+                level=logging.WARNING)
+            return super()._save_checkpoint_with_step(runner, step, meta)
+
+        ckpt_filename = self.filename_tmpl.format(step)
+        final_path = osp.join(self.out_dir, ckpt_filename)
+        expired = None
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and
+                                            self.keep_ckpt_ids[-1] == step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                expired = self.keep_ckpt_ids.popleft()
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info('keep_ckpt_ids',
+                                           list(self.keep_ckpt_ids))
+        self.last_ckpt = final_path
+        runner.message_hub.update_info('last_ckpt', final_path)
+
+        runner.save_checkpoint(
+            self.out_dir,
+            f'{ckpt_filename}.tmp',
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args)
+        self._resume_state = None
+        if not is_main_process():
+            return
+        tmp_path = f'{final_path}.tmp'
+        _fsync(tmp_path)
+        os.replace(tmp_path, final_path)
+        atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'),
+                          final_path)
+        if expired is not None and expired != step:
+            old = osp.join(self.out_dir, self.filename_tmpl.format(expired))
+            if osp.isfile(old):
+                os.remove(old)

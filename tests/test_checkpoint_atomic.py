@@ -1,0 +1,94 @@
+"""Atomic checkpoints: a truncated or corrupt latest checkpoint is reported and
+the previous one resumed; a write that dies half-way leaves ``last_checkpoint``
+on the previous, complete file (and the previous file in place)."""
+import os
+import pathlib
+import shutil
+import sys
+
+import pytest
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from test_resume import run_log, scale_cfg, train  # noqa: E402
+
+from hvp_mtl.engine.hooks.atomic_checkpoint_hook import \
+    is_intact_checkpoint  # noqa: E402
+
+
+def test_intact_checkpoint_detection(tmp_path):
+    path = tmp_path / 'ckpt.pth'
+    torch.save({'state_dict': {'w': torch.arange(4096.)}, 'meta': {}}, path)
+    assert is_intact_checkpoint(str(path))
+    data = path.read_bytes()
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(data[:len(data) // 2])
+    assert not is_intact_checkpoint(str(truncated))
+    flipped = bytearray(data)
+    start = data.find(b'data/0') + 200  # inside the tensor record
+    flipped[start:start + 8] = bytes(8)
+    corrupt = tmp_path / 'corrupt.pth'
+    corrupt.write_bytes(bytes(flipped))
+    assert not is_intact_checkpoint(str(corrupt))
+    assert not is_intact_checkpoint(str(tmp_path / 'missing.pth'))
+
+
+@pytest.fixture(scope='module')
+def trained_4(demo_world, tmp_path_factory):
+    """A 4-iteration run with checkpoints at iterations 2 and 4."""
+    work = tmp_path_factory.mktemp('atomic') / 'work'
+    runner = train(scale_cfg(work, demo_world / 'pretrain', iters=4))
+    assert runner.iter == 4
+    return work
+
+
+def _copy(work, tmp_path):
+    dst = tmp_path / 'work'
+    shutil.copytree(work, dst)
+    # the copy must point at its own files
+    (dst / 'last_checkpoint').write_text(str(dst / 'iter_4.pth'))
+    return dst
+
+
+def test_truncated_latest_checkpoint_falls_back(demo_world, trained_4,
+                                                tmp_path):
+    work = _copy(trained_4, tmp_path)
+    latest = work / 'iter_4.pth'
+    size = latest.stat().st_size
+    with open(latest, 'r+b') as f:
+        f.truncate(size // 3)
+    cfg = scale_cfg(work, demo_world / 'pretrain', iters=5)
+    cfg.resume = True
+    runner = train(cfg)
+    log = run_log(work)
+    assert f'The latest checkpoint {latest}' in log
+    assert 'is truncated or corrupt; resuming from the previous intact ' \
+        f'checkpoint {work / "iter_2.pth"}' in log
+    assert 'resumed epoch: 0, iter: 2' in log
+    assert runner.iter == 5
+    assert (work / 'last_checkpoint').read_text() == str(work / 'iter_5.pth')
+    assert is_intact_checkpoint(str(work / 'iter_5.pth'))
+    assert not list(work.glob('*.tmp'))
+
+
+def test_write_dying_midway_keeps_previous_checkpoint(demo_world, trained_4,
+                                                      tmp_path):
+    """The temporary file of iteration 6 cannot be written (a directory is in
+    its way): the run fails at that save, and neither ``last_checkpoint`` nor
+    the kept checkpoints are touched -- even with ``max_keep_ckpts=1``."""
+    work = _copy(trained_4, tmp_path)
+    (work / 'iter_6.pth.tmp').mkdir()
+    cfg = scale_cfg(work, demo_world / 'pretrain', iters=6, max_keep_ckpts=1)
+    cfg.resume = True
+    with pytest.raises(IsADirectoryError):
+        train(cfg)
+    assert (work / 'last_checkpoint').read_text() == str(work / 'iter_4.pth')
+    assert is_intact_checkpoint(str(work / 'iter_4.pth'))
+    assert not (work / 'iter_6.pth').exists()
+    os.rmdir(work / 'iter_6.pth.tmp')
+    # and the run resumes from iteration 4 and finishes
+    runner = train(cfg)
+    assert runner.iter == 6
+    assert 'resumed epoch: 0, iter: 4' in run_log(work)
+    # max_keep_ckpts=1: older files are pruned only after a complete write
+    assert sorted(p.name for p in work.glob('*.pth')) == ['iter_6.pth']
