@@ -8,6 +8,17 @@ weights-only allow-list with exactly those classes. We never set
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` and never pass ``weights_only=False``: a
 checkpoint holding any other class is still refused by torch.
 
+The allow-list is not enough on its own: ``HistoryBuffer.__getstate__``
+(mmengine 0.10.7) adds its class-level ``_statistics_methods`` -- bound
+functions such as ``HistoryBuffer.min`` -- to the pickled state, which pickle
+stores as ``getattr(HistoryBuffer, 'min')``; weights-only loading refuses
+``builtins.getattr``, rightly, since it would let a checkpoint reach arbitrary
+objects. :func:`drop_statistics_methods_from_pickles` makes the buffers pickle
+without them (``__setstate__`` re-registers the defaults), so every checkpoint
+this project writes resumes with ``weights_only=True``. A checkpoint written by
+plain mmengine still carries the ``getattr`` and is refused; resume it once
+with the run that wrote it, or re-save it under ``import hvp_mtl``.
+
 A second run-time fix: a config that inherits an ``mmpretrain::`` base gets
 ``_scope_='mmpretrain'`` added to every dict with a ``type``, including
 ``train_dataloader.collate_fn``; mmengine 0.10.7's ``build_dataloader`` then
@@ -34,7 +45,8 @@ import importlib
 
 import torch
 
-__all__ = ['MMENGINE_CHECKPOINT_SAFE_GLOBALS', 'register_safe_globals', 'patch_collate_scope',
+__all__ = ['MMENGINE_CHECKPOINT_SAFE_GLOBALS', 'register_safe_globals', 'drop_statistics_methods_from_pickles',
+           'patch_collate_scope',
            'patch_adjust_hue']
 
 
@@ -94,6 +106,19 @@ def register_safe_globals():
     torch.serialization.add_safe_globals(objects)
     MMENGINE_CHECKPOINT_SAFE_GLOBALS = objects
     return objects
+
+
+def _getstate_without_methods(self):
+    state = dict(self.__dict__)
+    state.pop('statistics_methods', None)
+    state.pop('_statistics_methods', None)
+    return state
+
+
+def drop_statistics_methods_from_pickles():
+    """Patch ``HistoryBuffer.__getstate__`` to leave out bound methods (idempotent)."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    HistoryBuffer.__getstate__ = _getstate_without_methods
 
 
 def _strip_collate_scope(build_dataloader):
@@ -161,5 +186,6 @@ def patch_adjust_hue():
 
 
 register_safe_globals()
+drop_statistics_methods_from_pickles()
 patch_collate_scope()
 patch_adjust_hue()
