@@ -1,1 +1,5 @@
+"""The HVP-MTL algorithm (mmpretrain self-supervisor) and its EMA teacher."""
+from .hvp_mtl import HVPMTL
+from .momentum_teacher import MomentumTeacher
 
+__all__ = ['HVPMTL', 'MomentumTeacher']

@@ -1,0 +1,80 @@
+# HVP-MTL pre-training of Swin-B on Tencent ML-Images (arXiv 2310.07510, §3.3):
+# 16 images/GPU x 64 GPUs = 1024, 30 epochs, AdamW lr 1e-4 wd 0.05, 5-epoch linear warm-up,
+# cosine to 1e-7, bf16 AMP, gradient clipping, two 224-px views (view 0 masked for MIM).
+_base_ = 'mmpretrain::_base_/default_runtime.py'
+custom_imports = dict(imports=['hvp_mtl'], allow_failed_imports=False)
+
+num_classes = 11166
+img_size = 224
+
+model = dict(
+    type='HVPMTL',
+    data_preprocessor=dict(
+        type='SelfSupDataPreprocessor',
+        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True),
+    backbone=dict(type='MaskedSwinTransformer', arch='base', img_size=img_size,
+                  drop_path_rate=0.1, out_indices=(3, ), use_sdpa=True),
+    mlc_head=dict(type='MultiLabelDecoderHead', num_classes=num_classes, in_channels=1024,
+                  mode='grouped', num_groups=100, embed_dims=768, num_layers=1,
+                  feedforward_channels=2048,
+                  loss=dict(type='WeightedAsymmetricLoss', eta=10., gamma_pos=4.,
+                            gamma_neg=1., clip=0.05)),
+    swav_head=dict(type='SwAVClusteringHead', in_channels=1024, hidden_channels=2048,
+                   out_channels=128, num_prototypes=3000, norm_cfg=dict(type='BN1d'),
+                   freeze_prototypes_iters=313, queue_length=0,
+                   loss=dict(type='SwappedPredictionLoss', temperature=0.1, epsilon=0.05,
+                             sinkhorn_iterations=3, t_max=10.)),
+    mim_head=dict(type='MIMLinearDecoderHead', in_channels=1024, encoder_stride=32,
+                  loss=dict(type='MaskedReconstructionLoss')),
+    loss_weights=dict(mlc=0.001, swav=0.02, mim=1.0, distill=10.0),
+    distill_loss=dict(type='SymmetricKLDistillationLoss', temperature=1.0),
+    teacher_momentum=0.995)
+
+# data: two global views of each image; the SimMIM mask (32-px blocks, ratio 0.6, at the
+# backbone's patch grid) applies to view 0; targets travel as soft `gt_score`.
+view_pipeline = [
+    dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.2, 1.0),
+         backend='pillow', interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='RandomApply', prob=0.8,
+         transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.2)]),
+    dict(type='RandAugment', policies='timm_increasing', num_policies=2, total_level=10,
+         magnitude_level=9, magnitude_std=0.5,
+         hparams=dict(pad_val=[104, 116, 124], interpolation='bicubic')),
+]
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='MultiViewWithMask', transforms=[view_pipeline, view_pipeline], masked_view=0,
+         mask_generator=dict(type='SimMIMMaskGenerator', input_size=img_size,
+                             mask_patch_size=32, model_patch_size=4, mask_ratio=0.6)),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=16, num_workers=8, persistent_workers=True, pin_memory=True,
+    sampler=dict(type='ResumableDefaultSampler', shuffle=True),  # O(1) mid-epoch resume
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='TencentMLImages', data_root='data/ml-images/', ann_file='train.txt',
+                 dictionary_file='dictionary_and_semantic_hierarchy.txt',
+                 data_prefix='images/', pipeline=train_pipeline))
+
+# optimisation
+optim_wrapper = dict(
+    type='AmpOptimWrapper', dtype='bfloat16',
+    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    clip_grad=dict(max_norm=5.0),
+    paramwise_cfg=dict(custom_keys={
+        'norm': dict(decay_mult=0.), 'bias': dict(decay_mult=0.),
+        'absolute_pos_embed': dict(decay_mult=0.), 'pos_embed': dict(decay_mult=0.),
+        'relative_position_bias_table': dict(decay_mult=0.), 'cls_token': dict(decay_mult=0.),
+        'mask_token': dict(decay_mult=0.)}))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=5,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=25, eta_min=1e-7, by_epoch=True, begin=5, end=30,
+         convert_to_iter_based=True),
+]
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=30)  # no replay on resume
+default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3))
+# SwAV prototypes get no gradient while frozen (and mask_token none without MIM)
+find_unused_parameters = True
+auto_scale_lr = dict(base_batch_size=1024)

@@ -1,0 +1,21 @@
+# HVP-MTL pre-training of ViT-B/16 (Tables 1 and 5); schedule, data and losses as Swin-B.
+# The SimMIM mask keeps 32-px blocks (paper §3.2) at the ViT patch grid (16 px -> 14x14).
+_base_ = './hvp_swin-b.py'
+custom_imports = dict(imports=['hvp_mtl'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(_delete_=True, type='MaskedViT', arch='base', img_size=224, patch_size=16,
+                  drop_path_rate=0.1, out_type='featmap', out_indices=-1, final_norm=True),
+    mlc_head=dict(in_channels=768),
+    swav_head=dict(in_channels=768),
+    mim_head=dict(in_channels=768, encoder_stride=16))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='MultiViewWithMask', transforms=[_base_.view_pipeline, _base_.view_pipeline],
+         masked_view=0,
+         mask_generator=dict(type='SimMIMMaskGenerator', input_size=224, mask_patch_size=32,
+                             model_patch_size=16, mask_ratio=0.6)),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

@@ -1,0 +1,45 @@
+"""Validate every N iterations inside an epoch-based pre-training run."""
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmpretrain.registry import HOOKS
+
+__all__ = ['IterIntervalValHook']
+
+
+@HOOKS.register_module()
+class IterIntervalValHook(Hook):
+    """Run ``runner.val_loop`` every ``interval`` training iterations.
+
+    mmengine's ``EpochBasedTrainLoop`` validates only at epoch ends (every
+    17,197 iterations for ML-Images at batch 1024). This hook adds
+    validations inside the epoch; it skips the last iteration of an epoch,
+    where the train loop's own ``val_interval`` applies, so nothing is
+    evaluated twice. With :class:`~.MultiLabelValLoop` each of these runs uses
+    the fixed subset and the model is handed back in train mode.
+    Not needed with ``IterBasedTrainLoop`` (use its ``val_interval``).
+
+    Args:
+        interval (int): Validate every ``interval`` iterations.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, interval: int) -> None:
+        if interval <= 0:
+            raise ValueError(f'interval must be positive, got {interval}')
+        self.interval = interval
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
+                         outputs=None) -> None:
+        """Validate on every ``interval``-th iteration but an epoch's last."""
+        if (not self.every_n_train_iters(runner, self.interval)
+                or self.end_of_epoch(runner.train_dataloader, batch_idx)):
+            return
+        if runner.val_loop is None:
+            print_log('IterIntervalValHook: no val_dataloader/val_evaluator, '
+                      'nothing to validate', 'current')
+            return
+        runner.val_loop.run()

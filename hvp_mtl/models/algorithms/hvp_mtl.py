@@ -1,0 +1,246 @@
+"""HVP-MTL: four pre-training objectives on one backbone, eq. (7)."""
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+from mmpretrain.models.selfsup import BaseSelfSupervisor
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+from .momentum_teacher import MomentumTeacher
+
+__all__ = ['HVPMTL']
+
+DEFAULT_LOSS_WEIGHTS = dict(mlc=0.001, swav=0.02, mim=1.0, distill=10.0)
+
+
+@MODELS.register_module()
+class HVPMTL(BaseSelfSupervisor):
+    """Heuristic Vision Pre-training with Multi-Task Learning (arXiv 2310.07510).
+
+    Eq. (7): ``L = a1 L_mcls + a2 L_cl + a3 L_mim + a4 L_mom`` with
+    ``loss_weights = dict(mlc=a1, swav=a2, mim=a3, distill=a4)`` (paper:
+    0.001, 0.02, 1.0, 10.0). A task whose weight is 0 is not built and costs
+    nothing (Table 5 ablations); distillation needs the multi-label decoder.
+
+    Data flow of one step (``inputs`` = two augmented views, ``mask``
+    applies to view 0)::
+
+        [view0 (masked) ; view1] --one student backbone pass, batch 2B-->
+            F [2B, d0, h, w] (last stage)
+            F[:B] -> MIM decoder -> L1 on masked pixels of view0   (eq. 4)
+            F     -> SwAV head: view0 vs view1 swapped codes       (eq. 2-3)
+            F     -> multi-label decoder, gt_score of both views   (eq. 1)
+                     g of view1 -> S(g, Q0)                         (eq. 5)
+        view1 --EMA teacher (no_grad, eval)--> g' -> S(g', Q0)      (eq. 5)
+        symmetric KL(S(g, Q0), S(g', Q0))                           (eq. 6)
+
+    The two views share one backbone call; rows of view 1 get an all-zero
+    mask, which leaves them exactly unmasked. The teacher is updated from
+    the current student at the start of :meth:`loss`, i.e. right after the
+    previous optimizer step (as MoCo v3 / ALBEF). See docs/method.md.
+
+    Args:
+        backbone (dict): ``MaskedSwinTransformer`` / ``MaskedViT`` config
+            (ViT with ``out_type='featmap'``).
+        mlc_head (dict, optional): ``MultiLabelDecoderHead`` config.
+        swav_head (dict, optional): ``SwAVClusteringHead`` config.
+        mim_head (dict, optional): ``MIMLinearDecoderHead`` config.
+        loss_weights (dict): Task weights, missing keys take the paper's.
+        distill_loss (dict): Eq. (6) loss config.
+        teacher_momentum (float): EMA momentum. Defaults to 0.995.
+        predict_with_teacher (bool): :meth:`predict` uses the teacher.
+        data_preprocessor (dict, optional): Defaults to
+            ``SelfSupDataPreprocessor``.
+        pretrained (str, optional): Checkpoint for the whole model.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 mlc_head: Optional[dict] = None,
+                 swav_head: Optional[dict] = None,
+                 mim_head: Optional[dict] = None,
+                 loss_weights: Optional[dict] = None,
+                 distill_loss: dict = dict(
+                     type='SymmetricKLDistillationLoss', temperature=1.0),
+                 teacher_momentum: float = 0.995,
+                 predict_with_teacher: bool = False,
+                 data_preprocessor: Optional[dict] = None,
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        weights = dict(DEFAULT_LOSS_WEIGHTS)
+        unknown = set(loss_weights or {}) - set(weights)
+        if unknown:
+            raise KeyError(f'unknown loss_weights keys {sorted(unknown)}; '
+                           f'expected {sorted(weights)}')
+        weights.update({k: float(v) for k, v in (loss_weights or {}).items()})
+        if any(w < 0 for w in weights.values()):
+            raise ValueError(f'loss weights must be >= 0, got {weights}')
+        if weights['distill'] > 0 and weights['mlc'] == 0:
+            raise ValueError('distill > 0 needs the multi-label decoder: set '
+                             'loss_weights.distill=0 when mlc=0')
+        if not any(weights.values()):
+            raise ValueError('every loss weight is 0: nothing to train')
+        super().__init__(
+            backbone=backbone,
+            data_preprocessor=data_preprocessor,
+            pretrained=pretrained,
+            init_cfg=init_cfg)
+        self.loss_weights = weights
+        heads = dict(mlc=mlc_head, swav=swav_head, mim=mim_head)
+        for task, cfg in heads.items():
+            module = None
+            if weights[task] > 0:
+                if cfg is None:
+                    raise ValueError(f'loss_weights.{task} > 0 needs '
+                                     f'{task}_head')
+                module = MODELS.build(cfg)
+            setattr(self, f'{task}_head', module)
+        self.teacher = None
+        self.distill_loss = None
+        if weights['distill'] > 0:
+            self.teacher = MomentumTeacher(
+                dict(backbone=self.backbone, mlc_head=self.mlc_head),
+                momentum=teacher_momentum)
+            self.distill_loss = MODELS.build(distill_loss)
+        self.predict_with_teacher = predict_with_teacher
+
+    def _students(self) -> dict:
+        return dict(backbone=self.backbone, mlc_head=self.mlc_head)
+
+    @staticmethod
+    def _stack(data_samples: List[DataSample], field: str,
+               producer: str) -> torch.Tensor:
+        """Stack one field of every data sample, or say what is missing."""
+        missing = [i for i, s in enumerate(data_samples) if field not in s]
+        if missing:
+            raise KeyError(f'HVPMTL needs data_sample.{field} ({producer}); '
+                           f'missing in samples {missing[:5]} of the batch')
+        return torch.stack([s.get(field) for s in data_samples])
+
+    def forward(self,
+                inputs: Union[torch.Tensor, List[torch.Tensor]],
+                data_samples: Optional[List[DataSample]] = None,
+                mode: str = 'tensor'):
+        """``'tensor'``, ``'loss'`` or ``'predict'`` (multi-label scores)."""
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        return super().forward(inputs, data_samples, mode)
+
+    def extract_feat(self, inputs: Union[torch.Tensor, List[torch.Tensor]]):
+        """Unmasked backbone features (of the first view for a list)."""
+        if isinstance(inputs, (list, tuple)):
+            inputs = inputs[0]
+        return self.backbone(inputs)
+
+    def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        """Weighted losses of eq. (7) plus unweighted values and diagnostics.
+
+        Args:
+            inputs (list[torch.Tensor]): Two normalised views ``[B, 3, S, S]``.
+            data_samples (list[DataSample]): With ``gt_score`` ``[C]`` (soft
+                multi-label targets) and ``mask`` ``[S/p, S/p]`` for view 0.
+
+        Returns:
+            dict[str, torch.Tensor]: ``loss_{mlc,swav,mim,distill}`` (weighted)
+            and non-loss logs: ``{task}_unweighted``, ``mlc_top1_hit``,
+            ``mlc_map_proxy``, ``swav_cluster_usage``,
+            ``swav_prototypes_frozen``, ``swav_queue_used``,
+            ``teacher_momentum``.
+        """
+        if not isinstance(inputs, Sequence) or len(inputs) != 2:
+            raise ValueError('HVPMTL.loss expects a list of 2 views, got '
+                             f'{type(inputs).__name__} of '
+                             f'{len(inputs) if isinstance(inputs, Sequence) else "?"}')
+        view0, view1 = inputs
+        batch = view0.shape[0]
+        if self.teacher is not None:
+            self.teacher.update(self._students())
+
+        mask = None
+        if self.mim_head is not None:
+            mask0 = self._stack(data_samples, 'mask',
+                                'MultiViewWithMask with a mask_generator')
+            mask = torch.cat([mask0, torch.zeros_like(mask0)])
+        feats = self.backbone(torch.cat([view0, view1]), mask)[-1]
+
+        raw, logs = {}, {}
+        if self.mim_head is not None:
+            raw['mim'] = self.mim_head.loss(feats[:batch], view0, mask0)
+        if self.swav_head is not None:
+            raw['swav'], diagnostics = self.swav_head.loss(feats)
+            logs.update({f'swav_{k}': v for k, v in diagnostics.items()})
+        if self.mlc_head is not None:
+            targets = self._stack(data_samples, 'gt_score',
+                                  'soft targets of TencentMLImages').float()
+            logits, embedding = self.mlc_head(feats)
+            raw['mlc'] = self.mlc_head.loss(logits,
+                                            torch.cat([targets, targets]))
+            diagnostics = self.mlc_head.diagnostics(logits[batch:].detach(),
+                                                    targets)
+            logs.update({f'mlc_{k}': v for k, v in diagnostics.items()})
+        if self.teacher is not None:
+            raw['distill'] = self._distill(embedding[batch:], view1)
+            logs['teacher_momentum'] = feats.new_full(
+                (), self.teacher.momentum, dtype=torch.float32)
+
+        losses = {f'loss_{task}': self.loss_weights[task] * value
+                  for task, value in raw.items()}
+        losses.update({f'{task}_unweighted': value.detach()
+                       for task, value in raw.items()})
+        losses.update(logs)
+        return losses
+
+    def _distill(self, student_embedding: torch.Tensor,
+                 view: torch.Tensor) -> torch.Tensor:
+        """Eq. (6) between the student's and the teacher's ``S(., Q0)``.
+
+        Both similarities use the student's label embeddings ``Q0`` (eq. 5
+        writes one ``Q0`` for both sides; the teacher side is detached).
+        """
+        label_embeddings = self.mlc_head.class_embeddings()
+        with torch.no_grad():
+            _, teacher_embedding = self.teacher.mlc_head(
+                self.teacher.backbone(view))
+            teacher_sim = self.mlc_head.label_similarity(
+                teacher_embedding, label_embeddings.detach())
+        student_sim = self.mlc_head.label_similarity(student_embedding,
+                                                     label_embeddings)
+        return self.distill_loss(student_sim, teacher_sim)
+
+    @torch.no_grad()
+    def predict(self,
+                inputs: Union[torch.Tensor, List[torch.Tensor]],
+                data_samples: Optional[List[DataSample]] = None,
+                use_teacher: Optional[bool] = None) -> List[DataSample]:
+        """Multi-label scores ``sigmoid(logits)`` of unmasked images.
+
+        Args:
+            inputs (Tensor | list[Tensor]): ``[B, 3, S, S]``; for a list of
+                views the last (unmasked) view is scored.
+            data_samples (list[DataSample], optional): Filled in place.
+            use_teacher (bool, optional): Score with the EMA teacher;
+                defaults to ``predict_with_teacher``.
+
+        Returns:
+            list[DataSample]: With ``pred_score`` ``[C]`` (float32).
+        """
+        if self.mlc_head is None:
+            raise RuntimeError('predict needs the multi-label decoder '
+                               '(loss_weights.mlc > 0)')
+        if isinstance(inputs, (list, tuple)):
+            inputs = inputs[-1]
+        if use_teacher is None:
+            use_teacher = self.predict_with_teacher
+        if use_teacher and self.teacher is None:
+            raise RuntimeError('use_teacher=True but no teacher is built '
+                               '(loss_weights.distill == 0)')
+        modules = self.teacher if use_teacher else self
+        logits, _ = modules.mlc_head(modules.backbone(inputs))
+        scores = logits.float().sigmoid()
+        if data_samples is None:
+            data_samples = [DataSample() for _ in range(scores.shape[0])]
+        for sample, score in zip(data_samples, scores):
+            sample.set_pred_score(score)
+        return data_samples

@@ -1,0 +1,178 @@
+"""SwAV clustering head with prototypes, queue and prototype freezing, eq. (2)-(3)."""
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+from mmengine.model import BaseModule
+from mmpretrain.registry import MODELS
+
+__all__ = ['SwAVClusteringHead']
+
+
+@MODELS.register_module()
+class SwAVClusteringHead(BaseModule):
+    """Clustering decoder with prototypes of HVP-MTL (arXiv 2310.07510, §3.2).
+
+    Pipeline for a batch holding two views ``[2B, d0, H, W]`` (view 0 rows
+    first): global average pooling -> MLP ``d0 -> hidden -> out`` (Linear,
+    norm, ReLU, Linear) -> L2 normalisation -> scores against ``K`` L2-
+    normalised prototypes (``Linear(out, K, bias=False)``) -> swapped
+    prediction loss (``loss``, eq. 2-3, truncated Sinkhorn inside).
+
+    All training state is in buffers, so a checkpoint restores it:
+
+    * ``iteration``: training steps seen. While ``iteration <
+      freeze_prototypes_iters`` the scores use detached prototypes, so the
+      prototypes get no gradient (``.grad`` stays None and the optimizer
+      skips them, as official SwAV; under DDP this needs
+      ``find_unused_parameters=True``).
+    * ``queue`` ``[2, L, out]`` and ``queue_count``: a per-process FIFO of
+      past embeddings per view, filled from ``queue_start_iter`` on and used
+      (re-scored against the current prototypes, no gradient) once full.
+
+    The prototypes are re-normalised in place at every training step before
+    the scores are computed. mmpretrain's ``SwAVHook`` is not needed.
+
+    Args:
+        in_channels (int): Backbone width ``d0``.
+        hidden_channels (int): MLP hidden width. Defaults to 2048.
+        out_channels (int): Embedding width. Defaults to 128.
+        num_prototypes (int): ``K``. Defaults to 3000.
+        norm_cfg (dict): MLP norm, e.g. ``dict(type='BN1d')`` (SwAV) or
+            ``dict(type='LN')``; use ``SyncBN`` for DDP BN statistics.
+        freeze_prototypes_iters (int): Steps without prototype updates.
+            Defaults to 313 (official SwAV).
+        queue_length (int): Queue length per process, 0 = no queue.
+        queue_start_iter (int): Step from which the queue is filled.
+        loss (dict): Swapped-prediction loss config.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 hidden_channels: int = 2048,
+                 out_channels: int = 128,
+                 num_prototypes: int = 3000,
+                 norm_cfg: dict = dict(type='BN1d'),
+                 freeze_prototypes_iters: int = 313,
+                 queue_length: int = 0,
+                 queue_start_iter: int = 0,
+                 loss: dict = dict(type='SwappedPredictionLoss'),
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.projector = nn.Sequential(
+            nn.Linear(in_channels, hidden_channels),
+            build_norm_layer(norm_cfg, hidden_channels)[1],
+            nn.ReLU(inplace=True), nn.Linear(hidden_channels, out_channels))
+        self.prototypes = nn.Linear(out_channels, num_prototypes, bias=False)
+        self.loss_module = MODELS.build(loss)
+        self.freeze_prototypes_iters = freeze_prototypes_iters
+        self.queue_length = queue_length
+        self.queue_start_iter = queue_start_iter
+        self.register_buffer('iteration', torch.zeros((), dtype=torch.long))
+        self.register_buffer('queue', torch.zeros(2, queue_length,
+                                                  out_channels))
+        self.register_buffer('queue_count', torch.zeros((),
+                                                        dtype=torch.long))
+        # Host mirrors of the counters (read once after a load, then kept in
+        # step) so deciding "frozen?" and "queue full?" never syncs.
+        self._host_state: Optional[Tuple[int, int]] = None
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._host_state = None
+
+    def _counters(self) -> Tuple[int, int]:
+        if self._host_state is None:
+            self._host_state = (int(self.iteration), int(self.queue_count))
+        return self._host_state
+
+    @torch.no_grad()
+    def normalize_prototypes(self) -> None:
+        """L2-normalise every prototype row in place."""
+        weight = self.prototypes.weight
+        weight.copy_(F.normalize(weight, dim=1))
+
+    def forward(
+        self, feats: Union[torch.Tensor, Sequence[torch.Tensor]]
+    ) -> torch.Tensor:
+        """L2-normalised embeddings ``[N, out]`` of ``[N, d0, H, W]``."""
+        if not isinstance(feats, torch.Tensor):
+            feats = feats[-1]
+        pooled = feats.mean(dim=(2, 3)) if feats.dim() == 4 else feats
+        return F.normalize(self.projector(pooled), dim=1)
+
+    def loss(
+        self, feats: Union[torch.Tensor, Sequence[torch.Tensor]]
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """Swapped prediction loss of two views stacked in one batch.
+
+        Args:
+            feats (Tensor | Sequence[Tensor]): ``[2B, d0, H, W]``, rows
+                ``[:B]`` view 0 and ``[B:]`` view 1 of the same images.
+
+        Returns:
+            tuple: scalar loss and diagnostics (``cluster_usage``: share of
+            prototypes that are the best match of at least one row;
+            ``prototypes_frozen``: 1 while frozen; ``queue_used``).
+        """
+        iteration, queue_count = self._counters()
+        if self.training:
+            self.normalize_prototypes()
+        embeddings = self.forward(feats)
+        batch = embeddings.shape[0] // 2
+        frozen = iteration < self.freeze_prototypes_iters
+        weight = self.prototypes.weight
+        # Cosine scores in fp32: they are divided by epsilon = 0.05 inside
+        # Sinkhorn, where bf16 rounding would be amplified 20x.
+        with torch.autocast(device_type=embeddings.device.type,
+                            enabled=False):
+            scores = embeddings.float() @ (
+                weight.detach() if frozen else weight).float().t()
+        scores0, scores1 = scores[:batch], scores[batch:]
+
+        use_queue = (self.queue_length > 0
+                     and queue_count >= self.queue_length)
+        queue_scores = [None, None]
+        if use_queue:
+            with torch.no_grad(), torch.autocast(
+                    device_type=scores.device.type, enabled=False):
+                queue_scores = [q.float() @ weight.float().t()
+                                for q in self.queue]
+        loss = self.loss_module(scores0, scores1, *queue_scores)
+
+        if self.training:
+            fill = (self.queue_length > 0
+                    and iteration >= self.queue_start_iter)
+            if fill:
+                queue_count = self._push(embeddings.detach(), batch,
+                                         queue_count)
+            self.iteration += 1
+            self._host_state = (iteration + 1, queue_count)
+
+        with torch.no_grad():
+            best = scores.argmax(dim=1)
+            usage = torch.zeros(weight.shape[0], device=scores.device)
+            usage = usage.scatter_(0, best, 1.).mean()
+        diagnostics = dict(
+            cluster_usage=usage,
+            prototypes_frozen=scores.new_full((), float(frozen)),
+            queue_used=scores.new_full((), float(use_queue)))
+        return loss, diagnostics
+
+    @torch.no_grad()
+    def _push(self, embeddings: torch.Tensor, batch: int,
+              queue_count: int) -> int:
+        """FIFO: newest embeddings of each view enter at the front."""
+        length = self.queue_length
+        for view in range(2):
+            new = embeddings[view * batch:(view + 1) * batch][-length:]
+            keep = length - new.shape[0]
+            if keep > 0:
+                self.queue[view, new.shape[0]:] = self.queue[view, :keep].clone()
+            self.queue[view, :new.shape[0]] = new.to(self.queue.dtype)
+        queue_count = min(length, queue_count + batch)
+        self.queue_count.fill_(queue_count)
+        return queue_count

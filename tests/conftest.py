@@ -1,0 +1,21 @@
+"""Shared pytest fixtures.
+
+``demo_world``: a tiny demo world (all four task formats, 64 px, seed 0),
+generated once per test session; see ``hvp_mtl/datasets/demo_world``.
+"""
+import pytest
+
+#: Sizes of the session's demo world: small enough to build in well under a
+#: second, large enough for a few iterations of every task.
+DEMO_WORLD_SIZES = dict(seed=0, num_pretrain=32, num_cls=24, num_det=16,
+                        num_seg=16, size=64)
+
+
+@pytest.fixture(scope='session')
+def demo_world(tmp_path_factory):
+    """Path of the session's demo world (``pretrain/``, ``cls/``, ``coco/``,
+    ``ade/``, ``world.json``)."""
+    from hvp_mtl.datasets.demo_world import make_demo_world
+    out = tmp_path_factory.mktemp('demo_world')
+    make_demo_world(str(out), **DEMO_WORLD_SIZES)
+    return out

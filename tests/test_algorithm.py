@@ -1,0 +1,167 @@
+"""HVPMTL trained by a real mmengine Runner on generated images (tiny Swin and ViT)."""
+import math
+
+import pytest
+import torch
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+from mmpretrain.registry import MODELS
+from tiny_configs import tiny_pretrain_cfg
+
+LOSSES = ('loss_mlc', 'loss_swav', 'loss_mim', 'loss_distill')
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    """Tiny models: one intra-op thread is faster and immune to CPU oversubscription."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def pretrain_root(demo_world):
+    return demo_world / 'pretrain'
+
+
+def _model_and_batch(cfg, seed=0):
+    """The model and one preprocessed batch from the config's real dataloader."""
+    init_default_scope('mmpretrain')
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    loader = Runner.build_dataloader(cfg.train_dataloader, seed=seed)
+    data = model.data_preprocessor(next(iter(loader)), True)
+    return model, data
+
+
+def _total(losses):
+    return sum(v for k, v in losses.items() if k.startswith('loss'))
+
+
+@pytest.fixture(scope='module', params=['swin', 'vit'])
+def trained(request, pretrain_root, tmp_path_factory):
+    cfg = tiny_pretrain_cfg(request.param, tmp_path_factory.mktemp(request.param),
+                            pretrain_root, max_iters=20)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return runner
+
+
+def test_runner_trains_all_four_losses(trained):
+    hub = trained.message_hub
+    for key in LOSSES:
+        values = hub.get_scalar(f'train/{key}').data[0]
+        assert len(values) == 20 and all(math.isfinite(v) for v in values), key
+    for key in ('mlc_top1_hit', 'mlc_map_proxy', 'swav_cluster_usage', 'teacher_momentum',
+                'mim_unweighted'):
+        assert math.isfinite(hub.get_scalar(f'train/{key}').current()), key
+    model = trained.model
+    assert model.swav_head.iteration.item() == 20 and model.teacher.steps.item() == 20
+    state = torch.load(f'{trained.work_dir}/iter_20.pth', map_location='cpu')['state_dict']
+    assert 'backbone.mask_token' in state and 'teacher.steps' in state
+    assert any(k.startswith('teacher.backbone.') for k in state)
+    assert not any(k.startswith('backbone.') and 'teacher' in k for k in state)
+
+
+def test_teacher_changes_only_by_ema(trained):
+    model, optim_wrapper = trained.model, trained.optim_wrapper
+    assert not list(model.teacher.parameters())  # weights are buffers: no optimizer, no grad
+    teacher = {k: b for k, b in model.teacher.named_buffers() if b.is_floating_point()}
+    old = {k: b.clone() for k, b in teacher.items()}
+    student = {k: p.detach().clone() for k, p in model.named_parameters()
+               if not k.startswith('teacher.')}
+    batch = next(iter(trained.train_dataloader))
+    model.train_step(batch, optim_wrapper)  # EMA from the current student, then a step
+    momentum = model.teacher.momentum
+    averaged = [n for n in student if n.startswith(('backbone.', 'mlc_head.'))]
+    assert averaged and set(averaged) <= set(teacher)  # same names under teacher.
+    for name in averaged:
+        expected = momentum * old[name] + (1 - momentum) * student[name]
+        torch.testing.assert_close(teacher[name], expected, atol=1e-6, rtol=1e-5)
+    moved = [n for n, p in model.named_parameters()
+             if not n.startswith('teacher.') and not torch.equal(p, student[n])]
+    assert moved  # while the student did take an optimizer step
+
+
+@pytest.mark.parametrize('backbone', ['swin', 'vit'])
+def test_every_student_parameter_gets_a_gradient(backbone, pretrain_root):
+    cfg = tiny_pretrain_cfg(backbone, data_root=pretrain_root)
+    cfg.model.swav_head.freeze_prototypes_iters = 1
+    model, data = _model_and_batch(cfg)
+    for step in range(2):
+        model.zero_grad(set_to_none=True)
+        losses = model(**data, mode='loss')
+        assert set(LOSSES) <= set(losses)
+        assert all(torch.isfinite(losses[k]) for k in LOSSES)
+        _total(losses).backward()
+        for name, param in model.named_parameters():
+            if name == 'swav_head.prototypes.weight' and step == 0:
+                assert param.grad is None  # frozen for the first iteration (documented)
+            else:
+                assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_overfitting_one_batch_halves_the_loss(pretrain_root):
+    cfg = tiny_pretrain_cfg('swin', data_root=pretrain_root)
+    model, data = _model_and_batch(cfg)
+    optimizer = torch.optim.Adam(
+        [p for n, p in model.named_parameters() if not n.startswith('teacher.')], lr=2e-3)
+    totals = []
+    for _ in range(40):
+        optimizer.zero_grad()
+        total = _total(model(**data, mode='loss'))
+        total.backward()
+        optimizer.step()
+        totals.append(total.item())
+    assert min(totals[-5:]) <= 0.5 * totals[0], totals
+
+
+def test_predict_scores_and_extract_feat(pretrain_root):
+    cfg = tiny_pretrain_cfg('vit', data_root=pretrain_root)
+    model, data = _model_and_batch(cfg)
+    model.eval()
+    for use_teacher in (False, True):
+        if use_teacher:
+            model.teacher.update(model._students())
+        samples = model.predict(data['inputs'], data['data_samples'], use_teacher=use_teacher)
+        scores = torch.stack([s.pred_score for s in samples])
+        assert scores.shape == (4, cfg.model.mlc_head.num_classes)
+        assert ((scores > 0) & (scores < 1)).all()
+    via_forward = model(data['inputs'], data['data_samples'], mode='predict')
+    assert len(via_forward) == 4
+    feats = model.extract_feat(data['inputs'])
+    torch.testing.assert_close(feats[-1], model.backbone(data['inputs'][0])[-1])
+
+
+@pytest.mark.parametrize('task', ['mlc', 'swav', 'mim', 'distill'])
+def test_a_task_with_weight_zero_is_not_built(task, pretrain_root):
+    cfg = tiny_pretrain_cfg('swin', data_root=pretrain_root)
+    cfg.model.loss_weights[task] = 0.
+    if task == 'mlc':
+        with pytest.raises(ValueError, match='distill'):
+            MODELS.build(cfg.model)
+        cfg.model.loss_weights.distill = 0.
+    model, data = _model_and_batch(cfg)
+    losses = model(**data, mode='loss')
+    assert f'loss_{task}' not in losses
+    assert all(torch.isfinite(v) for k, v in losses.items() if k.startswith('loss'))
+    built = dict(mlc=model.mlc_head, swav=model.swav_head, mim=model.mim_head,
+                 distill=model.teacher)
+    assert built[task] is None
+    prefix = 'teacher.' if task == 'distill' else f'{task}_head.'
+    assert not any(k.startswith(prefix) for k in model.state_dict())
+    if task == 'mim':  # no view is masked
+        _total(losses).backward()
+        assert model.backbone.mask_token.grad is None
+
+
+def test_missing_inputs_are_named(pretrain_root):
+    cfg = tiny_pretrain_cfg('swin', data_root=pretrain_root)
+    model, data = _model_and_batch(cfg)
+    del data['data_samples'][1].mask
+    with pytest.raises(KeyError, match=r'data_sample\.mask .*samples \[1\]'):
+        model(**data, mode='loss')
+    with pytest.raises(ValueError, match='2 views'):
+        model(data['inputs'][0], data['data_samples'], mode='loss')

@@ -1,0 +1,76 @@
+"""Smoke tests of the performance benchmarks (smallest settings, 1-2 steps).
+
+They run the scripts as a user does and check that every case is measured
+and every table row and ratio line is printed with finite numbers; the
+numbers themselves are hardware-dependent and live in docs/PERFORMANCE.md.
+"""
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STEP_CASES = ('full', 'no-mlc', 'no-swav', 'no-mim', 'no-distill', 'floor', 'simmim')
+
+
+def run_script(*args):
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def table_rows(text):
+    """``{first cell: [other cells]}`` of the markdown table rows in text."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith('| ') and not line.startswith('|---'):
+            cells = [c.strip() for c in line.strip('|').split('|')]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_step_benchmark_prints_every_case_and_ratio(tmp_path):
+    result_file = tmp_path / 'step.json'
+    stdout = run_script('tools/benchmark/step.py', '--backbone', 'tiny', '--batch', '2',
+                        '--size', '64', '--num-classes', '24', '--iters', '2',
+                        '--warmup', '0', '--threads', '1', '--clock', 'cpu',
+                        '--json', str(result_file))
+    rows = table_rows(stdout)
+    assert set(STEP_CASES) <= set(rows), stdout
+    for case in STEP_CASES:
+        median_ms, _, images_per_s, peak_mib, persistent_mib = rows[case]
+        assert float(median_ms) > 0 and float(images_per_s) > 0
+        assert float(peak_mib) >= 0 and float(persistent_mib) > 0
+    for label in ('(a)/(c) full / backbone floor', '(a)/(d) per view',
+                  'multi-label decoder + loss (C=24)', 'share of the full step: swav',
+                  'share of the full step: mim', 'paper run'):
+        assert label in stdout, stdout
+    ratio = re.search(r'\(a\)/\(c\) full / backbone floor\s+([0-9.]+)', stdout)
+    assert ratio and math.isfinite(float(ratio.group(1))) and float(ratio.group(1)) > 0
+
+    saved = json.loads(result_file.read_text())
+    assert set(saved['times']) == set(STEP_CASES)
+    assert all(len(v) == 2 for v in saved['times'].values())  # --iters 2 rounds
+    # the full model holds more state than the bare-backbone floor
+    assert float(rows['full'][4]) > float(rows['floor'][4])
+
+
+def test_data_pipeline_benchmark_reports_rate_and_cores(tmp_path):
+    stdout = run_script('tools/benchmark/data_pipeline.py', '--image-size', '64',
+                        '--num-images', '6', '--samples', '4', '--warmup', '1',
+                        '--repeats', '1', '--work-dir', str(tmp_path))
+    rows = table_rows(stdout)
+    for stage in ('LoadImageFromFile', 'MultiViewWithMask', 'PackInputs',
+                  'view 0: RandomResizedCrop', 'mask: SimMIMMaskGenerator'):
+        assert stage in rows, stdout
+        assert float(rows[stage][0]) >= 0
+    rate = re.search(r'images/s per core \(CPU time\): median ([0-9.]+)', stdout)
+    cores = re.search(r'cores per GPU at 200 images/s/GPU: ([0-9.]+)', stdout)
+    assert rate and cores, stdout
+    assert float(rate.group(1)) > 0
+    assert math.isclose(float(cores.group(1)), 200 / float(rate.group(1)), rel_tol=0.05,
+                        abs_tol=0.1)
+    assert 'views (3, 224, 224), mask (56, 56)' in stdout  # the Swin-B config's views
