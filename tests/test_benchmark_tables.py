@@ -187,26 +187,18 @@ def test_paper_column_holds_only_the_numbers_the_paper_states():
 def test_cli_writes_markdown_and_csv(work_dirs, tmp_path):
     root, runs = work_dirs
     md, out_csv = tmp_path / 'tables.md', tmp_path / 'tables.csv'
-    proc = subprocess.run([
-        sys.executable,
-        str(ROOT / 'tools' / 'benchmark_tables.py'), '--work-dirs',
-        str(root), '--run', f't1.supervised_in1k={root.parent / "elsewhere" / "sup_in1k"}',
-        '--out-md',
-        str(md), '--out-csv',
-        str(out_csv)
-    ],
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
+    cmd = [sys.executable, str(ROOT / 'tools' / 'benchmark_tables.py'), '--work-dirs', str(root),
+           '--run', f't1.supervised_in1k={root.parent / "elsewhere" / "sup_in1k"}',
+           '--out-md', str(md), '--out-csv', str(out_csv)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = md.read_text()
     for table_id in range(1, 7):
         assert f'### Table {table_id}:' in text
     rows = list(csv.DictReader(out_csv.open()))
     by_key = {(r['row_id'], r['metric']): r for r in rows}
-    assert float(by_key[('t2.hvp_mtl',
-                         'top-1')]['ours']) == pytest.approx(runs['complete'][-1]['accuracy/top1'],
-                                                             abs=1e-4)
+    ours = float(by_key[('t2.hvp_mtl', 'top-1')]['ours'])
+    assert ours == pytest.approx(runs['complete'][-1]['accuracy/top1'], abs=1e-4)
     assert by_key[('t5.wo_mim', 'top-1')]['paper'] == 'not stated'
     assert by_key[('t6.supervised_swin-s', 'top-1')]['ours'] == 'not run'
     assert f'| {ROWS["t2.hvp_mtl"]["name"]} | top-1 | 85.3 |' in text
@@ -214,14 +206,9 @@ def test_cli_writes_markdown_and_csv(work_dirs, tmp_path):
 
 
 def test_cli_rejects_an_unknown_row(tmp_path):
-    proc = subprocess.run([
-        sys.executable,
-        str(ROOT / 'tools' / 'benchmark_tables.py'), '--work-dirs',
-        str(tmp_path), '--run', f'nope={tmp_path}'
-    ],
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
+    cmd = [sys.executable, str(ROOT / 'tools' / 'benchmark_tables.py'), '--work-dirs',
+           str(tmp_path), '--run', f'nope={tmp_path}']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and 'nope' in proc.stderr
 
 

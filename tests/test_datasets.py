@@ -61,7 +61,7 @@ def test_dataset_soft_targets_paths_and_threshold(tmp_path):
     first, second = dataset.get_data_info(0), dataset.get_data_info(1)
     assert first['img_path'] == 'images/n04310904/n04310904_8388.JPEG'
     assert second['img_path'] == 'images/3033882900_a9a4263c55_o.jpg'
-    assert second['ann_line'] == f'{list_file}:3'
+    assert dataset.annotation_line(1) == f'{list_file}:3'
     assert first['gt_score'].dtype == np.float32
     assert first['gt_score'].shape == (11166, )
     expected = np.zeros(11166, np.float32)

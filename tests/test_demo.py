@@ -15,17 +15,19 @@ from demo_table import DEMO_METRICS, INITS, finetune_dir  # noqa: E402
 from work_dir_logs import evaluations  # noqa: E402
 
 
-def _demo(work_dir, data_root):
-    return subprocess.run([
-        sys.executable,
-        str(ROOT / 'tools' / 'run_demo.py'), '--size', 'tiny', '--work-dir',
-        str(work_dir), '--data-root',
-        str(data_root)
-    ],
-                          cwd=ROOT,
-                          capture_output=True,
-                          text=True,
-                          timeout=1200)
+def _demo(work_dir, data_root, timeout=840):
+    """Run the tiny demo; on a timeout SIGTERM lets it stop its running stage first."""
+    cmd = [sys.executable, str(ROOT / 'tools' / 'run_demo.py'), '--size', 'tiny',
+           '--work-dir', str(work_dir), '--data-root', str(data_root)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        stdout, stderr = proc.communicate(timeout=60)
+        pytest.fail(f'the tiny demo took over {timeout} s:\n{stdout[-3000:]}')
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope='module')

@@ -26,6 +26,7 @@ import os
 import os.path as osp
 import resource
 import shutil
+import signal
 import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -186,13 +187,13 @@ class Demo:
     def finetune(self, task, work, backbone, stage):
         """Fine-tune with ``tools/train.py``; the toolkit's evaluator runs once, at the end
         (``tools/test.py CONFIG <work>/<last checkpoint>`` repeats it)."""
-        init = [f'checkpoint={backbone}'
-                ] if backbone else ['model.backbone.init_cfg=None', 'custom_hooks=[]']
-        self.run(stage, [
-            PY, 'tools/train.py',
-            self.config(task), '--work-dir', work, '--cfg-options', *self.task_options(task), *init
-        ],
-                 osp.join(work, 'last_checkpoint'),
+        if backbone:
+            init = [f'checkpoint={backbone}']
+        else:
+            init = ['model.backbone.init_cfg=None', 'custom_hooks=[]']
+        cmd = [PY, 'tools/train.py', self.config(task), '--work-dir', work, '--cfg-options',
+               *self.task_options(task), *init]
+        self.run(stage, cmd, osp.join(work, 'last_checkpoint'),
                  max_epochs=self.size[task] if task != 'seg' else None)
 
     def figures(self, pretrain_ckpt):
@@ -251,6 +252,8 @@ def main(argv=None):
                         action='store_true',
                         help='also log to TensorBoard (<run>/<timestamp>/vis_data/events.*)')
     args = parser.parse_args(argv)
+    # a terminated demo stops its running stage too (run_with_progress kills it on the way out)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.force and osp.isdir(args.work_dir):
         shutil.rmtree(args.work_dir)
     demo = Demo(args)

@@ -26,9 +26,10 @@ BUILD_INDEX_COMMAND = ('python tools/dataset_converters/build_ml_images_index.py
 class TencentMLImages(BaseDataset):
     """Multi-label Tencent ML-Images, read lazily from a memory-mapped index.
 
-    Each sample is ``dict(img_path=..., gt_score=float32 [C], sample_idx=...,
-    ann_line='list.txt:LINE')``: ``gt_score`` holds the annotation confidence
-    of every labelled class (the maximum if a class repeats), 0 elsewhere.
+    Each sample is ``dict(img_path=..., gt_score=float32 [C], sample_idx=...)``
+    (:meth:`annotation_line` gives its ``list.txt:LINE``). ``gt_score`` holds
+    the annotation confidence of every labelled class (the maximum if a class
+    repeats on the line), 0 elsewhere.
     There is no ``gt_label``: multi-hot targets never go through mmpretrain's
     index-label path.
 
@@ -230,8 +231,13 @@ class TencentMLImages(BaseDataset):
         img_path = (join_path(prefix, relative, backend_args=self.backend_args)
                     if prefix else relative)
         return dict(img_path=img_path, gt_score=gt_score,
-                    sample_idx=idx if idx >= 0 else idx + len(self),
-                    ann_line=f'{self.ann_file}:{self._index.line_number(source)}')
+                    sample_idx=idx if idx >= 0 else idx + len(self))
+
+    def annotation_line(self, idx: int) -> str:
+        """``'list.txt:LINE'`` of sample ``idx`` (read only when needed, so
+        that a sample touches as few index pages as possible)."""
+        self.full_init()
+        return f'{self.ann_file}:{self._index.line_number(self._source_index(idx))}'
 
     # ------------------------------------------------------- robust load
     @property
@@ -263,7 +269,7 @@ class TencentMLImages(BaseDataset):
                     if data is None:
                         raise OSError('the loader returned None')
             except Exception as error:  # any loader failure is a bad image
-                where = f'{data.get("img_path")} ({data.get("ann_line")})'
+                where = f'{data.get("img_path")} ({self.annotation_line(idx)})'
                 tracker.record_failure(idx, where, error)
                 idx = (idx + 1) % len(self)
                 continue

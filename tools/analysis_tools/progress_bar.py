@@ -97,19 +97,23 @@ def run_with_progress(cmd, stage, log_file, cwd=None, env=None, max_epochs=None,
                                 stderr=subprocess.STDOUT,
                                 text=True,
                                 bufsize=1)
-        for line in proc.stdout:
-            log.write(line)
-            log.flush()  # the log file is how a user follows a stage in detail
-            progress = parse_progress(line, max_epochs if 'train' in line else None)
-            if progress is None:
-                continue
-            last = render(stage, progress)
-            if tty:
-                columns = shutil.get_terminal_size().columns
-                stream.write('\r' + last[:max(40, columns - 1)] + '\x1b[K')
-            else:
-                stream.write(last + '\n')
-            stream.flush()
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()  # the log file is how a user follows a stage in detail
+                progress = parse_progress(line, max_epochs if 'train' in line else None)
+                if progress is None:
+                    continue
+                last = render(stage, progress)
+                if tty:
+                    columns = shutil.get_terminal_size().columns
+                    stream.write('\r' + last[:max(40, columns - 1)] + '\x1b[K')
+                else:
+                    stream.write(last + '\n')
+                stream.flush()
+        except BaseException:  # interrupted: do not leave the run behind
+            proc.kill()
+            raise
         returncode = proc.wait()
     elapsed = time.perf_counter() - start
     status = 'done' if returncode == 0 else f'FAILED (exit {returncode}, log: {log_file})'

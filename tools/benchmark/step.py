@@ -150,8 +150,9 @@ def report(args, built, times, peaks):
         print(f'| {name} | {med * 1e3:.1f} | {lo * 1e3:.1f}-{hi * 1e3:.1f} | '
               f'{args.batch / med:.1f} | {peaks.get(name, float("nan")) / 2**20:.0f} '
               f'| {case.persistent_bytes / 2**20:.0f} |')
-    print('(images/s = B / step time: each image yields 2 views; '
-          f'memory: {"max_memory_allocated" if args.device == "cuda" else "torch.profiler CPU allocator peak"})')
+    memory = ('max_memory_allocated' if args.device == 'cuda' else
+              'torch.profiler CPU allocator peak')
+    print(f'(images/s = B / step time: each image yields 2 views; memory: {memory})')
     results = dict(args=vars(args), times=times, peaks=peaks, ratios={})
     lines = []
     if 'full' in times and 'floor' in times:
