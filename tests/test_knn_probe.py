@@ -2,7 +2,6 @@
 classification split (single process and 2-process gloo), and the hook in a
 short pre-training run."""
 import json
-import subprocess
 import sys
 
 import pytest
@@ -95,43 +94,44 @@ def cfg_file(run, tmp_path_factory):
     return path
 
 
-def test_knn_probe_tool_reports_top1_above_chance(run, cfg_file, tmp_path):
-    results = {}
-    for name in ('init_ckpt', 'ckpt'):
-        out = tmp_path / f'{name}.json'
-        proc = subprocess.run(
-            [sys.executable, str(ROOT / 'tools/analysis_tools/knn_probe.py'),
-             *_probe_args(run, out, run[name])], cwd=ROOT,
-            capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert 'kNN probe (k=20, T=0.07, student): top1' in proc.stdout
-        results[name] = json.loads(out.read_text())
+def _probe_in_process(args):
+    sys.path.insert(0, str(ROOT / 'tools' / 'analysis_tools'))
+    try:
+        from knn_probe import main
+    finally:
+        sys.path.pop(0)
+    return main(args)
+
+
+def test_knn_probe_tool_reports_top1_above_chance(run, cfg_file, tmp_path,
+                                                  capsys):
+    out = tmp_path / 'init.json'
+    _probe_in_process(_probe_args(run, out, run['init_ckpt']))
+    assert 'kNN probe (k=20, T=0.07, student): top1' in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    trained = metric_at(run['scalars'], 'knn_top1')[run['max_iters']]
     print(f"\nkNN top-1 on the demo world's cls split: initial weights "
-          f"{results['init_ckpt']['top1']:.1f}, after {run['max_iters']} "
-          f"iterations {results['ckpt']['top1']:.1f} (chance 16.7)")
-    for result in results.values():
-        assert result['num_train'] == 360 and result['num_val'] == 120
-        assert result['chance'] == pytest.approx(100 / 6)
-        assert 0.0 <= result['top1'] <= result['top5'] <= 100.0
-    # the initial weights of the config already separate the 6 shapes:
-    # a probe that mixed up features and labels would sit at chance
-    assert results['init_ckpt']['top1'] > results['init_ckpt']['chance'] + 10
+          f"{result['top1']:.1f}, after {run['max_iters']} iterations "
+          f"{trained:.1f} (chance 16.7)")
+    assert result['num_train'] == 360 and result['num_val'] == 120
+    assert result['chance'] == pytest.approx(100 / 6)
+    assert 0.0 <= result['top1'] <= result['top5'] <= 100.0
+    # the config's initial weights already separate the 6 shapes; a probe
+    # that mixed up features and labels would sit at chance
+    assert result['top1'] > result['chance'] + 10
 
 
 def test_knn_probe_tool_under_ddp_equals_single_process(run, cfg_file,
                                                         tmp_path):
-    single = tmp_path / 'single.json'
-    subprocess.run([sys.executable,
-                    str(ROOT / 'tools/analysis_tools/knn_probe.py'),
-                    *_probe_args(run, single), '--use-teacher'],
-                   cwd=ROOT, check=True, capture_output=True, timeout=300)
+    single = _probe_in_process(
+        _probe_args(run, tmp_path / 'single.json') + ['--use-teacher'])
     ddp = tmp_path / 'ddp.json'
     torchrun('tools/analysis_tools/knn_probe.py',
              _probe_args(run, ddp) + ['--use-teacher'])
-    one, two = json.loads(single.read_text()), json.loads(ddp.read_text())
-    assert one['backbone'] == two['backbone'] == 'teacher'
-    assert two['top1'] == pytest.approx(one['top1'])
-    assert two['top5'] == pytest.approx(one['top5'])
+    two = json.loads(ddp.read_text())
+    assert single['backbone'] == two['backbone'] == 'teacher'
+    assert two['top1'] == pytest.approx(single['top1'])
+    assert two['top5'] == pytest.approx(single['top5'])
 
 
 def test_knn_probe_hook_logs_top1_during_pretraining(run):
