@@ -32,6 +32,14 @@ does ``np.uint8(hue_factor * 255)``, which numpy 2 refuses for a negative hue
 jitter with ``hue > 0`` crashes at random. :func:`patch_adjust_hue` installs the
 same function with the shift computed modulo 256 (numpy 1's result).
 
+A fourth: fine-tuning Swin with another window size (e.g. w12 at 384 px)
+resizes ``relative_position_bias_table`` with ``scipy.interpolate.interp2d``,
+which SciPy >= 1.14 removed, and then deletes the matching
+``relative_position_index`` from the checkpoint -- a ``KeyError`` for exports
+that (rightly) leave that buffer out. :func:`patch_swin_table_resize` gives
+mmpretrain the same cubic spline through ``RectBivariateSpline`` and fills the
+missing index buffers from the model before the resize.
+
 The other known breakages are handled where they arise:
 
 * top-level ``import`` in configs (item 2): configs in this project have none,
@@ -47,7 +55,7 @@ import torch
 
 __all__ = ['MMENGINE_CHECKPOINT_SAFE_GLOBALS', 'register_safe_globals', 'drop_statistics_methods_from_pickles',
            'patch_collate_scope',
-           'patch_adjust_hue']
+           'patch_adjust_hue', 'patch_swin_table_resize']
 
 
 def _resolve(path):
@@ -185,7 +193,48 @@ def patch_adjust_hue():
         module.adjust_hue = adjust_hue
 
 
+def _regular_grid_interp2d(x, y, z, kind='cubic'):
+    """``interp2d`` on a regular grid (what mmpretrain uses): an s=0 spline, as SciPy did."""
+    import numpy as np
+    from scipy.interpolate import RectBivariateSpline
+    order = {'linear': 1, 'cubic': 3, 'quintic': 5}[kind]
+    # interp2d takes z[len(y), len(x)] and returns f(xnew, ynew)[len(ynew), len(xnew)]
+    spline = RectBivariateSpline(np.asarray(x), np.asarray(y), np.asarray(z).T,
+                                 kx=order, ky=order, s=0)
+    return lambda xnew, ynew: spline(np.asarray(xnew), np.asarray(ynew)).T
+
+
+def _fill_missing_index_then(prepare):
+    def wrapper(self, state_dict, prefix, *args, **kwargs):
+        own = self.state_dict()
+        for key, value in own.items():
+            if key.endswith('relative_position_index'):
+                table_key = prefix + key.replace('relative_position_index',
+                                                 'relative_position_bias_table')
+                if table_key in state_dict and prefix + key not in state_dict:
+                    state_dict[prefix + key] = value
+        return prepare(self, state_dict, prefix, *args, **kwargs)
+
+    wrapper.__wrapped__ = prepare
+    return wrapper
+
+
+def patch_swin_table_resize():
+    """Make mmpretrain's Swin resize relative position tables on current SciPy."""
+    from mmpretrain.models.backbones.swin_transformer import SwinTransformer
+    from scipy import interpolate
+    try:  # SciPy >= 1.14 keeps only a stub that raises NotImplementedError
+        interpolate.interp2d([0, 1, 2, 3], [0, 1, 2, 3], [[0] * 4] * 4, kind='cubic')
+    except NotImplementedError:
+        interpolate.interp2d = _regular_grid_interp2d
+    prepare = SwinTransformer._prepare_relative_position_bias_table
+    if getattr(prepare, '__wrapped__', None) is None:
+        SwinTransformer._prepare_relative_position_bias_table = \
+            _fill_missing_index_then(prepare)
+
+
 register_safe_globals()
 drop_statistics_methods_from_pickles()
 patch_collate_scope()
 patch_adjust_hue()
+patch_swin_table_resize()

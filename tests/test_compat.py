@@ -49,3 +49,25 @@ def test_collate_fn_scope_from_cross_package_base_is_ignored():
         sampler=dict(type='DefaultSampler', shuffle=False),
         collate_fn=dict(type='default_collate', _scope_='mmpretrain')))
     assert [b.tolist() for b in loader] == [[0, 1], [2, 3]]
+
+
+def test_swin_window_change_resizes_tables_without_index_buffers():
+    """An export without relative_position_index loads into a Swin with another window size."""
+    import torch
+    from mmpretrain.models import SwinTransformer
+    arch = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2])
+    torch.manual_seed(0)
+    src = SwinTransformer(arch=arch, img_size=64, window_size=4, pad_small_map=True)
+    dst = SwinTransformer(arch=arch, img_size=64, window_size=2, pad_small_map=True)
+    state = {k: v for k, v in src.state_dict().items() if 'relative_position_index' not in k}
+    missing, unexpected = dst.load_state_dict(state, strict=False)
+    assert not unexpected
+    assert all('relative_position_index' in k for k in missing)
+    key = 'stages.0.blocks.0.attn.w_msa.relative_position_bias_table'
+    old, new = src.state_dict()[key], dst.state_dict()[key]
+    assert old.shape == (49, 1) and new.shape == (9, 1)
+    # the centre offset (0, 0) lies on both grids and a spline through it keeps its value
+    torch.testing.assert_close(new.view(3, 3)[1, 1], old.view(7, 7)[3, 3])
+    assert torch.isfinite(new).all()
+    # the index buffers are the model's own, untouched
+    assert dst.state_dict()[key.replace('bias_table', 'index')].shape == (4, 4)

@@ -37,7 +37,8 @@ view_pipeline = [
          backend='pillow', interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5),
     dict(type='RandomApply', prob=0.8,
-         transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.2)]),
+         transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.2,
+                                     hue=0.1)]),
     dict(type='RandAugment', policies='timm_increasing', num_policies=2, total_level=10,
          magnitude_level=9, magnitude_std=0.5,
          hparams=dict(pad_val=[104, 116, 124], interpolation='bicubic')),
@@ -59,7 +60,8 @@ train_dataloader = dict(
 
 # optimisation
 optim_wrapper = dict(
-    type='AmpOptimWrapper', dtype='bfloat16',
+    # AMP (bf16) that skips and counts non-finite steps; fp16: dtype='float16', loss_scale='dynamic'
+    type='GuardedAmpOptimWrapper', dtype='bfloat16',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     clip_grad=dict(max_norm=5.0),
     paramwise_cfg=dict(custom_keys={
@@ -74,7 +76,11 @@ param_scheduler = [
          convert_to_iter_based=True),
 ]
 train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=30)  # no replay on resume
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3))
+# atomic checkpoints every 1000 iterations (an epoch is ~17.2k at batch 1024); a truncated
+# latest checkpoint falls back to the previous one on --resume
+default_hooks = dict(checkpoint=dict(_delete_=True, type='AtomicCheckpointHook', by_epoch=False,
+                                     interval=1000, max_keep_ckpts=3))
+custom_hooks = [dict(type='EffectiveBatchHook')]  # logs per-GPU batch x world size, warns != 1024
 # SwAV prototypes get no gradient while frozen (and mask_token none without MIM)
 find_unused_parameters = True
 auto_scale_lr = dict(base_batch_size=1024)
