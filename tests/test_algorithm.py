@@ -109,7 +109,7 @@ def test_overfitting_one_batch_halves_the_loss(pretrain_root):
     optimizer = torch.optim.Adam(
         [p for n, p in model.named_parameters() if not n.startswith('teacher.')], lr=2e-3)
     totals = []
-    for _ in range(40):
+    for _ in range(60):
         optimizer.zero_grad()
         total = _total(model(**data, mode='loss'))
         total.backward()
