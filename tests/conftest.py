@@ -19,3 +19,13 @@ def demo_world(tmp_path_factory):
     out = tmp_path_factory.mktemp('demo_world')
     make_demo_world(str(out), **DEMO_WORLD_SIZES)
     return out
+
+
+@pytest.fixture(scope='module')
+def one_torch_thread():
+    """Tiny models: one intra-op thread is faster and immune to CPU oversubscription."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

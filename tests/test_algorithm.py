@@ -11,13 +11,7 @@ from tiny_configs import tiny_pretrain_cfg
 LOSSES = ('loss_mlc', 'loss_swav', 'loss_mim', 'loss_distill')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny models: one intra-op thread is faster and immune to CPU oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 @pytest.fixture(scope='module')

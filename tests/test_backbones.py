@@ -13,13 +13,7 @@ SWIN_OUT_INDICES = [(0, ), (1, ), (2, ), (3, ), (0, 1, 2, 3)]
 VIT_OUT_INDICES = [[0], [1], [2], [0, 1, 2]]
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny models: one intra-op thread is faster and immune to CPU oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def _randomise(module):

@@ -13,13 +13,7 @@ from hvp_mtl.models.heads import (MIMLinearDecoderHead, MultiLabelDecoderHead,
 C, D0 = 37, 24
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny models: one intra-op thread is faster and immune to CPU oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def _decoder(mode, **kwargs):

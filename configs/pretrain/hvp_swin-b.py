@@ -11,7 +11,8 @@ model = dict(
     type='HVPMTL',
     data_preprocessor=dict(
         type='SelfSupDataPreprocessor',
-        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True),
+        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True,
+        non_blocking=True),
     backbone=dict(type='MaskedSwinTransformer', arch='base', img_size=img_size,
                   drop_path_rate=0.1, out_indices=(3, ), use_sdpa=True),
     mlc_head=dict(type='MultiLabelDecoderHead', num_classes=num_classes, in_channels=1024,
@@ -62,7 +63,7 @@ train_dataloader = dict(
 optim_wrapper = dict(
     # AMP (bf16) that skips and counts non-finite steps; fp16: dtype='float16', loss_scale='dynamic'
     type='GuardedAmpOptimWrapper', dtype='bfloat16',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, fused=True),
     clip_grad=dict(max_norm=5.0),
     paramwise_cfg=dict(custom_keys={
         'norm': dict(decay_mult=0.), 'bias': dict(decay_mult=0.),

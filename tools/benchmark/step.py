@@ -81,6 +81,7 @@ def cpu_step_peak_bytes(step):
 
 
 def step_peak_bytes(step, device):
+    """Peak memory (bytes) one ``step()`` adds on ``device``."""
     if device == 'cpu':
         return cpu_step_peak_bytes(step)
     torch.cuda.synchronize()
@@ -129,12 +130,14 @@ def share(times, with_task, without_task):
 
 
 def fmt(q, pct=False):
+    """``median [p10, p90]`` of a quantile triple."""
     if pct:
         return f'{q[0]:6.1%} [{q[1]:.1%}, {q[2]:.1%}]'
     return f'{q[0]:5.3f} [{q[1]:.3f}, {q[2]:.3f}]'
 
 
 def report(args, built, times, peaks):
+    """Print the case table, ratios, shares and projection; return them."""
     per_view = 'SimMIM: 1 masked view of B images; HVP-MTL: 2 views + teacher'
     print(f'\nHVP-MTL step benchmark: backbone={args.backbone} '
           f'batch={args.batch}/view size={args.size} classes={args.num_classes} '
@@ -198,6 +201,7 @@ def report(args, built, times, peaks):
 
 
 def main():
+    """Parse the command line, build and time the cases, print the report."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--backbone', choices=sorted(PRESETS), default='swin-t')
     parser.add_argument('--batch', type=int, default=2, help='images (per view)')

@@ -62,6 +62,7 @@ def load_config(backbone: str, options: Optional[dict] = None) -> Config:
 
 
 def patch_size(cfg: Config) -> int:
+    """Patch size of the config's backbone (4 for Swin)."""
     return cfg.model.backbone.get('patch_size', 16) if 'ViT' in cfg.model.backbone.type else 4
 
 
@@ -138,6 +139,7 @@ def simmim_model(cfg: Config, size: int) -> dict:
 
 
 def optim_wrapper_cfg(cfg: Config, args) -> dict:
+    """The config's optim wrapper for this device, dtype and fused flag."""
     wrapper = copy.deepcopy(cfg.optim_wrapper)
     wrapper.pop('dtype', None)
     wrapper.pop('loss_scale', None)
@@ -150,6 +152,7 @@ def optim_wrapper_cfg(cfg: Config, args) -> dict:
 
 
 def persistent_bytes(model: torch.nn.Module, wrapper) -> int:
+    """Bytes of parameters, buffers and optimizer state."""
     tensors = list(model.parameters()) + list(model.buffers())
     for state in wrapper.optimizer.state.values():
         tensors += [v for v in state.values() if torch.is_tensor(v)]
