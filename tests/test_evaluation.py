@@ -133,7 +133,7 @@ def test_periodic_val_uses_the_subset_and_the_end_the_full_list(run):
 
 
 def test_iter_interval_val_hook_validates_inside_an_epoch(tmp_path_factory):
-    """Epoch-based loop (as the shipped configs): validations every 5
+    """Epoch-based loop (as the shipped configs): validations every 2
     iterations on the subset, the epoch-end one on the full list, and the
     model back in train mode after each."""
     from mmengine.hooks import Hook
@@ -154,18 +154,18 @@ def test_iter_interval_val_hook_validates_inside_an_epoch(tmp_path_factory):
     world = demo_world_dir(tmp_path_factory)
     tmp = tmp_path_factory.mktemp('interval_val')
     cfg = build_tiny_pretrain_config(
-        world, tmp, max_iters=1, subset_size=7, batch_size=16,
-        custom_hooks=[dict(type='IterIntervalValHook', interval=5)])
+        world, tmp, max_iters=1, subset_size=7, batch_size=8,
+        custom_hooks=[dict(type='IterIntervalValHook', interval=2)])
+    cfg.train_dataloader.dataset.indices = 48  # an epoch of 6 iterations
     cfg.train_cfg = dict(type=cfg.train_cfg.type.replace('Iter', 'Epoch'),
                          max_epochs=1)
     recorder = RecordTrainMode()
-    cfg.custom_hooks = list(cfg.custom_hooks)
     runner = Runner.from_cfg(cfg)
     runner.register_hook(recorder)
     runner.train()
-    per_epoch = len(runner.train_dataloader)  # 231 images / 16 -> 15
+    per_epoch = len(runner.train_dataloader)
     steps = sorted(metric_at(read_scalars(tmp), 'multi-label/mAP'))
-    assert steps == [5, 10, per_epoch]
+    assert per_epoch == 6 and steps == [2, 4, 6]
     assert all(recorder.modes) and len(recorder.modes) == per_epoch
     log = '\n'.join(p.read_text() for p in tmp.glob('*/*.log'))
     assert log.count('evenly spaced subset of 7 of 33 images') == 2

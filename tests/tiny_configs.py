@@ -104,6 +104,13 @@ def tiny_pretrain_cfg(backbone: str = 'swin',
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=max_iters,
                                         by_epoch=False)
     cfg.log_processor = dict(by_epoch=False, window_size=1)
+    # training only: the shipped evaluation block (ML-Images val.txt) is re-added, CPU-sized,
+    # by tests/eval_helpers.py where a test validates
+    for key in ('val_dataloader', 'val_evaluator', 'val_cfg', 'test_dataloader',
+                'test_evaluator', 'test_cfg', 'val_pipeline'):
+        cfg.pop(key, None)
+    cfg.custom_hooks = [h for h in cfg.get('custom_hooks', [])
+                        if h['type'] != 'IterIntervalValHook']
     cfg.env_cfg.dist_cfg = dict(backend='gloo')
     cfg.randomness = dict(seed=0, deterministic=False)
     if work_dir is not None:

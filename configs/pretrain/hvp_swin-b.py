@@ -81,7 +81,36 @@ train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=30)  # no repla
 # latest checkpoint falls back to the previous one on --resume
 default_hooks = dict(checkpoint=dict(_delete_=True, type='AtomicCheckpointHook', by_epoch=False,
                                      interval=1000, max_keep_ckpts=3))
-custom_hooks = [dict(type='EffectiveBatchHook')]  # logs per-GPU batch x world size, warns != 1024
+custom_hooks = [
+    dict(type='EffectiveBatchHook'),  # logs per-GPU batch x world size, warns != 1024
+    # the epoch-based loop validates at epoch ends only (an epoch is ~17.2k iterations): also every 2000
+    dict(type='IterIntervalValHook', interval=2000),
+]
 # SwAV prototypes get no gradient while frozen (and mask_token none without MIM)
 find_unused_parameters = True
 auto_scale_lr = dict(base_batch_size=1024)
+
+# evaluation: multi-label mAP / CP..OF1 on a fixed 5000-image subset of val.txt during training,
+# all 88,739 images after the last iteration (docs/EVALUATION.md)
+val_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=img_size * 256 // 224, edge='short', backend='pillow',
+         interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=img_size),
+    dict(type='PackInputs'),
+]
+val_dataloader = dict(
+    batch_size=64, num_workers=8, persistent_workers=True, pin_memory=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='TencentMLImages', data_root='data/ml-images/', ann_file='val.txt',
+                 dictionary_file='dictionary_and_semantic_hierarchy.txt',
+                 data_prefix='images/', pipeline=val_pipeline, test_mode=True))
+val_evaluator = [
+    dict(type='SoftTargetAveragePrecision', target_thr=0.5),
+    dict(type='SoftTargetMultiLabelMetric', thr=0.5, target_thr=0.5),
+]
+val_cfg = dict(type='MultiLabelValLoop', subset_size=5000, full_at_end=True, use_teacher=False)
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator
+test_cfg = dict(type='TestLoop')

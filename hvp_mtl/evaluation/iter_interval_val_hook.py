@@ -12,7 +12,9 @@ class IterIntervalValHook(Hook):
 
     mmengine's ``EpochBasedTrainLoop`` validates only at epoch ends (every
     17,197 iterations for ML-Images at batch 1024). This hook adds
-    validations inside the epoch; it skips the last iteration of an epoch,
+    validations inside the epoch (run before the next iteration, so they are
+    logged at the number of finished iterations); it skips the last
+    iteration of an epoch,
     where the train loop's own ``val_interval`` applies, so nothing is
     evaluated twice. With :class:`~.MultiLabelValLoop` each of these runs uses
     the fixed subset and the model is handed back in train mode.
@@ -28,16 +30,24 @@ class IterIntervalValHook(Hook):
         if interval <= 0:
             raise ValueError(f'interval must be positive, got {interval}')
         self.interval = interval
+        self._due = False
 
     def after_train_iter(self,
                          runner,
                          batch_idx: int,
                          data_batch=None,
                          outputs=None) -> None:
-        """Validate on every ``interval``-th iteration but an epoch's last."""
-        if (not self.every_n_train_iters(runner, self.interval)
-                or self.end_of_epoch(runner.train_dataloader, batch_idx)):
+        """Mark every ``interval``-th iteration but an epoch's last."""
+        self._due = (self.every_n_train_iters(runner, self.interval) and
+                     not self.end_of_epoch(runner.train_dataloader, batch_idx))
+
+    def before_train_iter(self, runner, batch_idx: int,
+                          data_batch=None) -> None:
+        """Validate before the next iteration, once ``runner.iter`` counts
+        the finished ones (the step the metrics are logged at)."""
+        if not self._due:
             return
+        self._due = False
         if runner.val_loop is None:
             print_log('IterIntervalValHook: no val_dataloader/val_evaluator, '
                       'nothing to validate', 'current')
