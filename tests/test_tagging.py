@@ -36,7 +36,7 @@ def _dictionary_names(path):
 
 
 def test_tag_images_tool_prints_class_names(run, scene_image, tmp_path,
-                                            capsys):
+                                            capfd):
     folder = tmp_path / 'images'
     folder.mkdir()
     Image.fromarray(scene_image[..., ::-1]).save(folder / 'scene.png')
@@ -50,10 +50,12 @@ def test_tag_images_tool_prints_class_names(run, scene_image, tmp_path,
         sys.path.pop(0)
     main([str(run['cfg_file']), str(run['ckpt']), str(folder), '--topk', '5',
           '--dictionary', str(run['dictionary']), '--out', str(out)])
-    proc = capsys.readouterr()
+    proc = capfd.readouterr()
     names = _dictionary_names(run['dictionary'])
-    line = next(ln for ln in proc.out.splitlines()
-                if ln.startswith(str(folder / 'scene.png') + ': '))
+    lines = [ln for ln in proc.out.splitlines()
+             if ln.startswith(str(folder / 'scene.png') + ': ')]
+    assert len(lines) == 1, (proc.out[-2000:], proc.err[-2000:])
+    line = lines[0]
     printed = [t.rsplit(' (', 1)[0] for t in line.split(': ', 1)[1].split(', ')
                if ' (' in t]
     print(f'\n{line}')
