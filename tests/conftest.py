@@ -29,3 +29,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def mmpretrain_default_scope():
+    """Each test starts in mmpretrain's scope: an mmdet/mmseg Runner in an earlier test
+    leaves its own scope as the process-wide current one."""
+    from mmengine.registry import DefaultScope, init_default_scope
+    current = DefaultScope.get_current_instance()
+    if current is None or current.scope_name != 'mmpretrain':
+        init_default_scope('mmpretrain')
+    yield

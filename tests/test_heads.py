@@ -166,3 +166,14 @@ def test_mim_head_matches_mmpretrain_simmim(stride, patch):
     torch.testing.assert_close(pred, neck(feats))
     torch.testing.assert_close(ours.loss(feats, target, mask),
                                ref_head.loss(neck(feats), target, mask))
+
+
+def test_heads_build_their_losses_inside_an_mmseg_scope():
+    """Nested builds must not resolve in the current default scope (mmdet/mmseg runs)."""
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        head = MODELS.build(dict(
+            type='mmpretrain.MIMLinearDecoderHead', in_channels=D0, encoder_stride=32,
+            loss=dict(type='MaskedReconstructionLoss')))
+    assert type(head.loss_module).__name__ == 'MaskedReconstructionLoss'

@@ -104,7 +104,11 @@ class Demo:
             return
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         log = osp.join(self.work_dir, 'logs', stage.replace(' ', '_') + '.log')
-        code, wall = run_with_progress(cmd, stage, log, cwd=ROOT, max_epochs=max_epochs)
+        # one compute thread and one data-loading worker per stage fit a 2-core laptop; two
+        # OpenMP threads next to any other busy process spin-wait and run many times slower
+        env = dict(os.environ)
+        env.setdefault('OMP_NUM_THREADS', '1')
+        code, wall = run_with_progress(cmd, stage, log, cwd=ROOT, env=env, max_epochs=max_epochs)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if code != 0:
             with open(log, encoding='utf-8') as f:
@@ -237,7 +241,7 @@ def main(argv=None):
     parser.add_argument('--size',
                         choices=list(SIZES),
                         default='default',
-                        help='tiny: a smoke run (~3 min); default: the demo (~15 min on 2 cores)')
+                        help='tiny: a smoke run; default: the demo (about 13 min on 2 cores)')
     parser.add_argument(
         '--ablations',
         action='store_true',

@@ -62,7 +62,15 @@ param_scheduler = [
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1))
+    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
+# no multi-label validation during the demo's few minutes (the fine-tunes are the evaluation)
+custom_hooks = []
+val_dataloader = None
+val_evaluator = None
+val_cfg = None
+test_dataloader = None
+test_evaluator = None
+test_cfg = None
 log_processor = dict(by_epoch=False, window_size=10)
 randomness = dict(seed=0)
 auto_scale_lr = dict(enable=False, base_batch_size=32)

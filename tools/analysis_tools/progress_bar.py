@@ -111,8 +111,12 @@ def run_with_progress(cmd, stage, log_file, cwd=None, env=None, max_epochs=None,
                 else:
                     stream.write(last + '\n')
                 stream.flush()
-        except BaseException:  # interrupted: do not leave the run behind
-            proc.kill()
+        except BaseException:  # interrupted: do not leave the run (or its data workers) behind
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
             raise
         returncode = proc.wait()
     elapsed = time.perf_counter() - start

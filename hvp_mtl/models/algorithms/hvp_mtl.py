@@ -4,6 +4,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
+from ..builder import build_module
 from mmpretrain.structures import DataSample
 
 from .momentum_teacher import MomentumTeacher
@@ -94,7 +95,7 @@ class HVPMTL(BaseSelfSupervisor):
                 if cfg is None:
                     raise ValueError(f'loss_weights.{task} > 0 needs '
                                      f'{task}_head')
-                module = MODELS.build(cfg)
+                module = build_module(cfg)
             setattr(self, f'{task}_head', module)
         self.teacher = None
         self.distill_loss = None
@@ -102,7 +103,7 @@ class HVPMTL(BaseSelfSupervisor):
             self.teacher = MomentumTeacher(
                 dict(backbone=self.backbone, mlc_head=self.mlc_head),
                 momentum=teacher_momentum)
-            self.distill_loss = MODELS.build(distill_loss)
+            self.distill_loss = build_module(distill_loss)
         self.predict_with_teacher = predict_with_teacher
 
     def _students(self) -> dict:

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
+from ..builder import build_module
 
 __all__ = ['MIMLinearDecoderHead']
 
@@ -39,7 +40,7 @@ class MIMLinearDecoderHead(BaseModule):
         self.decoder = nn.Sequential(
             nn.Conv2d(in_channels, encoder_stride**2 * out_channels, 1),
             nn.PixelShuffle(encoder_stride))
-        self.loss_module = MODELS.build(loss)
+        self.loss_module = build_module(loss)
 
     def forward(
         self, feats: Union[torch.Tensor, Sequence[torch.Tensor]]

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.registry import MODELS
+from ..builder import build_module
 
 from .label_decoder_layer import LabelDecoderLayer, PositionCache
 
@@ -125,7 +126,7 @@ class MultiLabelDecoderHead(BaseModule):
                               dropout, query_self_attn, norm_first)
             for _ in range(num_layers))
         self.final_norm = nn.LayerNorm(embed_dims)
-        self.loss_module = MODELS.build(loss)
+        self.loss_module = build_module(loss)
         self._positions = PositionCache()
         self._reset_parameters()
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
+from ..builder import build_module
 
 __all__ = ['SwAVClusteringHead']
 
@@ -67,7 +68,7 @@ class SwAVClusteringHead(BaseModule):
             build_norm_layer(norm_cfg, hidden_channels)[1],
             nn.ReLU(inplace=True), nn.Linear(hidden_channels, out_channels))
         self.prototypes = nn.Linear(out_channels, num_prototypes, bias=False)
-        self.loss_module = MODELS.build(loss)
+        self.loss_module = build_module(loss)
         self.freeze_prototypes_iters = freeze_prototypes_iters
         self.queue_length = queue_length
         self.queue_start_iter = queue_start_iter
