@@ -1,11 +1,12 @@
 """Compatibility fixes for the pinned stack, applied once on ``import hvp_mtl``.
 
 The one fix that matters at run time is checkpoint loading under torch >= 2.6
-(ENVIRONMENT.md item 1): ``torch.load`` defaults to ``weights_only=True`` and
+``torch.load`` defaults to ``weights_only=True`` and
 mmengine 0.10.7 calls it without the argument, so resuming a run fails on the
 ``HistoryBuffer`` and numpy objects in ``message_hub``. We extend torch's
 weights-only allow-list with exactly those classes. We never set
-``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` and never pass ``weights_only=False``: a
+torch's environment switch that turns weights-only loading off, and never
+load with weights-only disabled: a
 checkpoint holding any other class is still refused by torch.
 
 The allow-list is not enough on its own: ``HistoryBuffer.__getstate__``
