@@ -1,6 +1,6 @@
 """Compatibility fixes for the pinned stack, applied once on ``import hvp_mtl``.
 
-The one fix that matters at run time is checkpoint loading under torch >= 2.6
+The one fix that matters at run time is checkpoint loading under torch >= 2.6:
 ``torch.load`` defaults to ``weights_only=True`` and
 mmengine 0.10.7 calls it without the argument, so resuming a run fails on the
 ``HistoryBuffer`` and numpy objects in ``message_hub``. We extend torch's
