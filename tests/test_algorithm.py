@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner
+from mmengine.runner import Runner, set_random_seed
 from mmpretrain.registry import MODELS
 from tiny_configs import tiny_pretrain_cfg
 
@@ -22,9 +22,10 @@ def pretrain_root(demo_world):
 def _model_and_batch(cfg, seed=0):
     """The model and one preprocessed batch from the config's real dataloader."""
     init_default_scope('mmpretrain')
-    torch.manual_seed(seed)
+    set_random_seed(seed)  # torch, numpy and random: the batch's crops and mask too
     model = MODELS.build(cfg.model)
     model.init_weights()
+    model.update_teacher_and_prototypes(before_training=True)  # TeacherAndPrototypesHook's
     loader = Runner.build_dataloader(cfg.train_dataloader, seed=seed)
     data = model.data_preprocessor(next(iter(loader)), True)
     return model, data
@@ -52,7 +53,8 @@ def test_runner_trains_all_four_losses(trained):
                 'mim_unweighted'):
         assert math.isfinite(hub.get_scalar(f'train/{key}').current()), key
     model = trained.model
-    assert model.swav_head.iteration.item() == 20 and model.teacher.steps.item() == 20
+    assert model.swav_head.iteration.item() == 20
+    assert model.teacher.steps.item() == 21  # the copy before training + one EMA step per iter
     state = torch.load(f'{trained.work_dir}/iter_20.pth', map_location='cpu')['state_dict']
     assert 'backbone.mask_token' in state and 'teacher.steps' in state
     assert any(k.startswith('teacher.backbone.') for k in state)
@@ -64,19 +66,36 @@ def test_teacher_changes_only_by_ema(trained):
     assert not list(model.teacher.parameters())  # weights are buffers: no optimizer, no grad
     teacher = {k: b for k, b in model.teacher.named_buffers() if b.is_floating_point()}
     old = {k: b.clone() for k, b in teacher.items()}
-    student = {k: p.detach().clone() for k, p in model.named_parameters()
-               if not k.startswith('teacher.')}
+    def student_weights():
+        return {k: p.detach().clone() for k, p in model.named_parameters()
+                if not k.startswith('teacher.')}
+
+    before = student_weights()
     batch = next(iter(trained.train_dataloader))
-    model.train_step(batch, optim_wrapper)  # EMA from the current student, then a step
+    model.train_step(batch, optim_wrapper)  # an optimizer step: forward changes no weight...
+    student = student_weights()
+    assert any(not torch.equal(student[n], before[n]) for n in student)  # the student stepped
+    for name, buf in teacher.items():
+        assert torch.equal(buf, old[name]), name
+    model.update_teacher_and_prototypes()  # ...then TeacherAndPrototypesHook's EMA step
     momentum = model.teacher.momentum
     averaged = [n for n in student if n.startswith(('backbone.', 'mlc_head.'))]
     assert averaged and set(averaged) <= set(teacher)  # same names under teacher.
     for name in averaged:
         expected = momentum * old[name] + (1 - momentum) * student[name]
         torch.testing.assert_close(teacher[name], expected, atol=1e-6, rtol=1e-5)
-    moved = [n for n, p in model.named_parameters()
-             if not n.startswith('teacher.') and not torch.equal(p, student[n])]
-    assert moved  # while the student did take an optimizer step
+    norms = model.swav_head.prototypes.weight.norm(dim=1)
+    torch.testing.assert_close(norms, torch.ones_like(norms))  # prototypes re-normalised
+
+
+def test_loss_without_the_teacher_hook_stops_with_the_fix(pretrain_root):
+    cfg = tiny_pretrain_cfg('swin', data_root=pretrain_root)
+    init_default_scope('mmpretrain')
+    model = MODELS.build(cfg.model)
+    loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
+    data = model.data_preprocessor(next(iter(loader)), True)
+    with pytest.raises(RuntimeError, match='TeacherAndPrototypesHook'):
+        model(**data, mode='loss')
 
 
 @pytest.mark.parametrize('backbone', ['swin', 'vit'])
@@ -108,6 +127,7 @@ def test_overfitting_one_batch_halves_the_loss(pretrain_root):
         total = _total(model(**data, mode='loss'))
         total.backward()
         optimizer.step()
+        model.update_teacher_and_prototypes()  # as TeacherAndPrototypesHook after a step
         totals.append(total.item())
     assert min(totals[-5:]) <= 0.5 * totals[0], totals
 

@@ -111,10 +111,12 @@ def test_swav_prototypes_unit_norm_and_frozen_then_trained():
     feats = torch.randn(8, D0, 2, 2)  # 2 views x 4 images
     for step in range(4):
         optimizer.zero_grad()
-        loss, logs = head.loss(feats)
+        head.normalize_prototypes()  # what TeacherAndPrototypesHook does after each step
         before = head.prototypes.weight.detach().clone()
-        norms = head.prototypes.weight.norm(dim=1)
-        torch.testing.assert_close(norms, torch.ones_like(norms))  # re-normalised this step
+        norms = before.norm(dim=1)
+        torch.testing.assert_close(norms, torch.ones_like(norms))
+        loss, logs = head.loss(feats)
+        assert torch.equal(head.prototypes.weight, before)  # loss() changes no parameter
         loss.backward()
         assert torch.isfinite(loss)
         frozen = step < 2

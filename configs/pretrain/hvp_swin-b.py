@@ -80,7 +80,10 @@ train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=30)  # no repla
 # atomic checkpoints every 1000 iterations (an epoch is ~17.2k at batch 1024); a truncated
 # latest checkpoint falls back to the previous one on --resume
 default_hooks = dict(checkpoint=dict(_delete_=True, type='AtomicCheckpointHook', by_epoch=False,
-                                     interval=1000, max_keep_ckpts=3))
+                                     interval=1000, max_keep_ckpts=3),
+                     # EMA teacher step + SwAV prototype normalisation after each optimizer step
+                     # (outside forward; FSDP-safe). Required: training stops at once without it.
+                     teacher_and_prototypes=dict(type='TeacherAndPrototypesHook'))
 custom_hooks = [
     dict(type='EffectiveBatchHook'),  # logs per-GPU batch x world size, warns != 1024
     # the epoch-based loop validates at epoch ends only (an epoch is ~17.2k iterations): also every 2000

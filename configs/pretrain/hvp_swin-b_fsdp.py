@@ -12,7 +12,7 @@ strategy = dict(
         # outside the stage's forward); the EMA teacher is a copy of the student, so their
         # units line up one to one
         auto_wrap_policy=dict(type='transformer_block_auto_wrap_policy'),
-        # the root unit holds trainable student and frozen teacher parameters together
+        # the optimizer sees the original parameters: paramwise_cfg (no decay on norms...) works
         use_orig_params=True),
     # one ordinary checkpoint file (gathered on rank 0): same format as the DDP run, exact
     # resume, atomic writes and backbone export work unchanged

@@ -200,8 +200,15 @@ def build_case(name: str, cfg: Config, batch: dict, args) -> Case:
     model.train()
     wrapper = build_optim_wrapper(model, optim_wrapper_cfg(cfg, args))
 
+    # TeacherAndPrototypesHook's work: EMA teacher + prototypes after each step
+    after_step = getattr(model, 'update_teacher_and_prototypes', None)
+    if after_step is not None:
+        after_step(before_training=True)
+
     def step() -> None:
         log_vars = model.train_step(data, wrapper)
+        if after_step is not None:
+            after_step()
         for key, value in log_vars.items():  # as RuntimeInfoHook.after_train_iter
             hub.update_scalar(f'train/{key}', value)
 

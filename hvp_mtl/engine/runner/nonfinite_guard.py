@@ -13,13 +13,13 @@ steps. A skipped step
 * does not call ``optimizer.step()`` (parameters and optimizer moments are
   unchanged) and zeroes the gradients;
 * restores every buffer, every parameter the optimizer does not own, and
-  every optimized parameter the model changes itself in ``forward``, to its
-  value before the forward pass (``restore_model_state=True``): the EMA
-  teacher, its step counter, the SwAV queue, the prototype-freeze counter and
-  the in-place normalised prototypes are left exactly as they were;
+  every optimized parameter a model changes itself in ``forward``, to its
+  value before the forward pass (``restore_model_state=True``): the SwAV
+  queue and prototype-freeze counter are left exactly as they were;
 * sets ``optim_wrapper.step_skipped = True`` and the message-hub info
   ``'nonfinite_step_skipped'``, so code that runs after ``update_params``
-  (e.g. an EMA update in ``train_step`` or a hook) can skip itself too;
+  skips itself too: ``TeacherAndPrototypesHook`` leaves the EMA teacher
+  and the prototypes untouched;
 * is logged (warning) and counted (``train/nonfinite_skips`` in the log).
 
 After ``max_consecutive_nonfinite`` skipped steps in a row the run stops with
@@ -49,7 +49,17 @@ class NonFiniteTrainingError(RuntimeError):
 
 
 class NonFiniteGuardMixin:
-    """The guard logic shared by the two wrappers (see module docstring)."""
+    """The guard logic shared by the two wrappers (see module docstring).
+
+    It also clips gradient norms correctly under FSDP: there each rank holds
+    a shard of every gradient, and upstream's ``clip_grad_norm_`` over the
+    optimizer's parameters would clip every shard by its own local norm.
+    ``ResumableFSDPStrategy`` sets :attr:`grads_sharded`; the norm is then
+    all-reduced over the ranks first (as ``FSDP.clip_grad_norm_``).
+    """
+
+    #: every rank holds a disjoint shard of each gradient (set under FSDP)
+    grads_sharded = False
 
     def _init_guard(self, max_consecutive_nonfinite: int,
                     restore_model_state: bool) -> None:
@@ -220,6 +230,29 @@ class NonFiniteGuardMixin:
                 f'{self._iter_label()}); stopping the run. {where} '
                 '(e.g. after lowering the learning rate or enabling '
                 'optim_wrapper.clip_grad).')
+
+    def _clip_grad(self) -> None:
+        """Upstream's clipping, with the global norm of sharded gradients."""
+        if (not self.grads_sharded
+                or self.clip_func is not torch.nn.utils.clip_grad_norm_):
+            return super()._clip_grad()  # value clipping is per element
+        grads = self._grads()
+        if not grads:
+            return
+        max_norm = float(self.clip_grad_kwargs['max_norm'])
+        norm_type = float(self.clip_grad_kwargs.get('norm_type', 2.0))
+        norms = torch.stack(torch._foreach_norm(grads, norm_type)).float()
+        if norm_type == float('inf'):
+            total = norms.max()
+            torch_dist.all_reduce(total, op=torch_dist.ReduceOp.MAX)
+        else:
+            total = norms.pow(norm_type).sum()
+            torch_dist.all_reduce(total, op=torch_dist.ReduceOp.SUM)
+            total = total.pow(1. / norm_type)
+        coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
+        torch._foreach_mul_(grads, coef.to(grads[0].dtype))
+        self.message_hub.update_scalar(f'train/{self.grad_name}',
+                                       float(total))
 
     # ------------------------------------------------------------ update --
     def update_params(self,

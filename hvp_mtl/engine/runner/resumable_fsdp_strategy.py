@@ -11,9 +11,17 @@ torch 2.9, both on the optimizer side of a checkpoint:
   wrapper's state dict, dropping the AMP loss scaler and the non-finite
   guard's counters.
 
-:class:`ResumableFSDPStrategy` passes keyword arguments and carries the
-wrapper's extra keys through save and load. Everything else is upstream's.
+And one on the gradient side: ``OptimWrapper(clip_grad=dict(max_norm=...))``
+clips with ``torch.nn.utils.clip_grad_norm_`` over each rank's gradient
+*shards*, i.e. every shard by its own local norm (different coefficients on
+different ranks, and the wrong norm).
+
+:class:`ResumableFSDPStrategy` passes keyword arguments, carries the
+wrapper's extra keys through save and load, and marks this project's guarded
+wrappers ``grads_sharded`` (global norm; a plain wrapper with norm clipping
+is refused). Everything else is upstream's.
 """
+import torch
 from mmengine._strategy.fsdp import FSDPStrategy
 from mmengine.registry import STRATEGIES
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
@@ -42,3 +50,18 @@ class ResumableFSDPStrategy(FSDPStrategy):
             optim_state_dict=state_dict)
         optim_state_dict.update(extras)
         self.optim_wrapper.load_state_dict(optim_state_dict)
+
+    def build_optim_wrapper(self, optim_wrapper, model=None):
+        built = super().build_optim_wrapper(optim_wrapper, model)
+        wrappers = (built.values() if hasattr(built, 'values') else [built])
+        for wrapper in wrappers:
+            if hasattr(type(wrapper), 'grads_sharded'):
+                wrapper.grads_sharded = True
+            elif (getattr(wrapper, 'clip_grad_kwargs', None)
+                  and wrapper.clip_func is torch.nn.utils.clip_grad_norm_):
+                raise ValueError(
+                    f'{type(wrapper).__name__} with clip_grad clips each '
+                    'FSDP gradient shard by its own norm; use '
+                    'GuardedOptimWrapper or GuardedAmpOptimWrapper '
+                    '(global norm under FSDP)')
+        return built

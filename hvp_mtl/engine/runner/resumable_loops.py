@@ -24,7 +24,8 @@ from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from mmpretrain.registry import LOOPS
 
-from .resume_state import dataloader_batch_size, restore_rng_state
+from .resume_state import (dataloader_batch_size, load_rank_local_state,
+                           restore_rng_state)
 
 __all__ = ['ResumableEpochBasedTrainLoop', 'ResumableIterBasedTrainLoop']
 
@@ -51,7 +52,8 @@ class _ResumableLoopMixin:
                 None)
         return sampler
 
-    def _restore_rng(self, state: Dict[str, Any]) -> None:
+    def _restore_rank_states(self, state: Dict[str, Any]) -> None:
+        """This rank's random generators and per-process model state."""
         rng = state.get('rng')
         rank = self.runner.rank
         if not rng:
@@ -59,12 +61,16 @@ class _ResumableLoopMixin:
         if len(rng) != self.runner.world_size:
             print_log(
                 f'The checkpoint was written by {len(rng)} processes and this '
-                f'run has {self.runner.world_size}: random states are not '
-                'restored (the data position is).',
+                f'run has {self.runner.world_size}: random states and '
+                'per-process model state (SwAV queues: rank 0\'s on every '
+                'rank) are not restored per rank (the data position is).',
                 logger='current',
                 level=logging.WARNING)
             return
         restore_rng_state(rng[rank])
+        rank_local = state.get('rank_local')
+        if rank_local:
+            load_rank_local_state(self.runner.model, rank_local[rank])
 
     def _seek(self, epoch: int, consumed: int) -> int:
         """Position the sampler; returns the number of batches skipped."""
@@ -105,7 +111,7 @@ class ResumableEpochBasedTrainLoop(_ResumableLoopMixin, EpochBasedTrainLoop):
         mid_epoch = bool(state) and position.get('epoch') == self._epoch
         if state and not mid_epoch:
             # checkpoint written at an epoch end: continue with a new epoch
-            self._restore_rng(state)
+            self._restore_rank_states(state)
 
         self.runner.call_hook('before_train_epoch')
         self.runner.model.train()
@@ -115,7 +121,7 @@ class ResumableEpochBasedTrainLoop(_ResumableLoopMixin, EpochBasedTrainLoop):
         self._batches_done = start
         batches = iter(self.dataloader)
         if mid_epoch:
-            self._restore_rng(state)
+            self._restore_rank_states(state)
         for idx, data_batch in enumerate(batches, start):
             self.run_iter(idx, data_batch)
 
@@ -185,7 +191,7 @@ class ResumableIterBasedTrainLoop(_ResumableLoopMixin, IterBasedTrainLoop):
                                             int(position['consumed']))
         self.dataloader_iterator = iter(self.dataloader)
         if state:
-            self._restore_rng(state)
+            self._restore_rank_states(state)
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()
             data_batch = self._next_batch()

@@ -8,7 +8,12 @@ missing for a resumed run to continue *the same* run:
   the current CUDA device), which drive data augmentation, mask generation,
   drop-path and dropout;
 * the position of the sampler inside the epoch, in samples, so that the
-  resumed loop starts there instead of iterating over the skipped batches.
+  resumed loop starts there instead of iterating over the skipped batches;
+* per-process model state: the checkpoint's ``state_dict`` holds rank 0's
+  buffers only, but SwAV's queue differs on every rank (official SwAV saves
+  one ``queue{rank}.pth`` per rank). Modules that have such state define
+  ``rank_local_state()`` / ``load_rank_local_state(state)``; every rank's
+  is stored (a list, like the RNG states) and given back to its rank.
 
 :func:`collect_resume_state` is called on **all** ranks when a checkpoint is
 written (it gathers the per-rank RNG states onto every rank); the result is
@@ -22,10 +27,11 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_dist_info
+from mmengine.model import is_model_wrapper
 
 __all__ = [
     'capture_rng_state', 'restore_rng_state', 'collect_resume_state',
-    'dataloader_batch_size'
+    'dataloader_batch_size', 'rank_local_state', 'load_rank_local_state'
 ]
 
 
@@ -74,6 +80,33 @@ def dataloader_batch_size(dataloader) -> int:
     return int(getattr(batch_sampler, 'batch_size', 1))
 
 
+def _stateful_modules(model):
+    """``{name: module}`` of modules with per-process state (FSDP-safe names)."""
+    module = model.module if is_model_wrapper(model) else model
+    return {
+        name.replace('_fsdp_wrapped_module.', ''): sub
+        for name, sub in module.named_modules()
+        if callable(getattr(sub, 'rank_local_state', None))
+    }
+
+
+def rank_local_state(model) -> Dict[str, Any]:
+    """This process's ``{module name: module.rank_local_state()}``."""
+    return {name: sub.rank_local_state()
+            for name, sub in _stateful_modules(model).items()}
+
+
+def load_rank_local_state(model, state: Dict[str, Any]) -> None:
+    """Inverse of :func:`rank_local_state` for this process."""
+    modules = _stateful_modules(model)
+    missing = set(state) - set(modules)
+    if missing:
+        raise KeyError(f'per-process state for modules {sorted(missing)} '
+                       'that this model does not have')
+    for name, sub_state in state.items():
+        modules[name].load_rank_local_state(sub_state)
+
+
 def collect_resume_state(runner) -> Dict[str, Any]:
     """Build ``checkpoint['resume_state']``; a collective on every rank.
 
@@ -81,14 +114,17 @@ def collect_resume_state(runner) -> Dict[str, Any]:
         runner: the mmengine ``Runner`` / ``FlexibleRunner`` being trained.
 
     Returns:
-        dict: ``rng`` (list with one entry per rank), ``world_size`` and
-        ``sampler`` (``epoch`` and ``consumed``: samples of that epoch already
-        trained on by all ranks together, from the train loop).
+        dict: ``rng`` and ``rank_local`` (lists with one entry per rank),
+        ``world_size`` and ``sampler`` (``epoch`` and ``consumed``: samples
+        of that epoch already trained on by all ranks together, from the
+        train loop).
     """
     _, world_size = get_dist_info()
     rng: List[Dict[str, Any]] = all_gather_object(capture_rng_state())
+    rank_local = all_gather_object(rank_local_state(runner.model))
     loop = runner.train_loop
     sampler_state: Optional[Dict[str, int]] = None
     if hasattr(loop, 'sampler_position'):
         sampler_state = loop.sampler_position()
-    return dict(rng=rng, world_size=world_size, sampler=sampler_state)
+    return dict(rng=rng, rank_local=rank_local, world_size=world_size,
+                sampler=sampler_state)

@@ -36,9 +36,12 @@ class HVPMTL(BaseSelfSupervisor):
         symmetric KL(S(g, Q0), S(g', Q0))                           (eq. 6)
 
     The two views share one backbone call; rows of view 1 get an all-zero
-    mask, which leaves them exactly unmasked. The teacher is updated from
-    the current student at the start of :meth:`loss`, i.e. right after the
-    previous optimizer step (as MoCo v3 / ALBEF). See docs/method.md.
+    mask, which leaves them exactly unmasked. ``forward`` changes no weight:
+    the EMA teacher step and the SwAV prototype normalisation happen in
+    :meth:`update_teacher_and_prototypes`, after every optimizer step that
+    was taken (``TeacherAndPrototypesHook``, in every pre-training config's
+    ``default_hooks``), which also makes them work under FSDP. See
+    docs/method.md.
 
     Args:
         backbone (dict): ``MaskedSwinTransformer`` / ``MaskedViT`` config
@@ -109,6 +112,33 @@ class HVPMTL(BaseSelfSupervisor):
     def _students(self) -> dict:
         return dict(backbone=self.backbone, mlc_head=self.mlc_head)
 
+    @torch.no_grad()
+    def update_teacher_and_prototypes(self, before_training: bool = False
+                                      ) -> None:
+        """The state updates that follow an optimizer step (outside forward).
+
+        * SwAV: prototypes L2-normalised in place (official SwAV does it at
+          the start of every iteration: the same sequence);
+        * eq. (5)-(6) teacher: one EMA step ``t = m t + (1 - m) s`` from the
+          student's backbone and decoder (the first call copies them).
+
+        Needs full parameters: ``TeacherAndPrototypesHook`` calls it inside
+        ``FSDP.summon_full_params`` under FSDP.
+
+        Args:
+            before_training (bool): The call before the first step: only
+                what is still untouched is set up (teacher copied, prototypes
+                normalised); after a resume or a load both are already
+                right, and a re-normalisation would change the prototypes
+                by rounding (a resumed run must equal an uninterrupted one).
+        """
+        if self.swav_head is not None and not (
+                before_training and self.swav_head.trained_steps > 0):
+            self.swav_head.normalize_prototypes()
+        if self.teacher is not None and not (before_training
+                                             and self.teacher.initialized):
+            self.teacher.update(self._students())
+
     @staticmethod
     def _stack(data_samples: List[DataSample], field: str,
                producer: str) -> torch.Tensor:
@@ -156,8 +186,14 @@ class HVPMTL(BaseSelfSupervisor):
                              f'{len(inputs) if isinstance(inputs, Sequence) else "?"}')
         view0, view1 = inputs
         batch = view0.shape[0]
-        if self.teacher is not None:
-            self.teacher.update(self._students())
+        if self.teacher is not None and not self.teacher.initialized:
+            raise RuntimeError(
+                'the EMA teacher was never initialised from the student: '
+                "keep default_hooks.teacher_and_prototypes=dict(type="
+                "'TeacherAndPrototypesHook') in the config (every "
+                'configs/pretrain config has it), or, outside a Runner, call '
+                'model.update_teacher_and_prototypes() before the first step '
+                'and after every optimizer step')
 
         mask = None
         if self.mim_head is not None:

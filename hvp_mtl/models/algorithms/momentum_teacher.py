@@ -8,6 +8,15 @@ import torch.nn as nn
 __all__ = ['MomentumTeacher']
 
 
+# FSDP inserts this into the names of the modules it wraps (its units)
+_FSDP_PREFIX = '_fsdp_wrapped_module.'
+
+
+def _clean(name: str) -> str:
+    """A parameter/buffer name without FSDP's wrapper components."""
+    return name.replace(_FSDP_PREFIX, '')
+
+
 def _parameters_to_buffers(module: nn.Module) -> nn.Module:
     """Turn every parameter of ``module`` into a persistent buffer (same name)."""
     for sub in module.modules():
@@ -26,7 +35,10 @@ class MomentumTeacher(nn.Module):
     The first update copies the student outright, so the teacher starts from
     the student's weights after ``init_weights`` / ``load_from``. The update
     uses fused ``torch._foreach_*`` kernels and never syncs with the host
-    after the first step.
+    after the first step. It runs outside ``forward``, after each optimizer
+    step (``TeacherAndPrototypesHook``), on full parameters: under FSDP
+    inside ``summon_full_params``, where names carry FSDP's
+    ``_fsdp_wrapped_module.`` components, which the pairing ignores.
 
     The copies are sub-modules named as given (``teacher.backbone.*``,
     ``teacher.mlc_head.*`` inside ``HVPMTL``) whose weights are stored as
@@ -65,6 +77,16 @@ class MomentumTeacher(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
         self._started = False
 
+    @property
+    def initialized(self) -> bool:
+        """Whether the teacher holds weights (copied, averaged or loaded).
+
+        Reads the ``steps`` buffer once after a load, then a host mirror.
+        """
+        if not self._started:
+            self._started = bool(self.steps > 0)
+        return self._started
+
     def _pairs(self, students: Dict[str, nn.Module]
                ) -> Tuple[List[torch.Tensor], ...]:
         """(teacher, student) tensors: parameters to average, buffers to copy."""
@@ -73,13 +95,14 @@ class MomentumTeacher(nn.Module):
                            f'{tuple(students)}')
         t_params, s_params, t_bufs, s_bufs = [], [], [], []
         for name in self.names:
-            teacher = dict(getattr(self, name).named_buffers())
+            teacher = {_clean(key): buf
+                       for key, buf in getattr(self, name).named_buffers()}
             student = students[name]
             for key, param in student.named_parameters():
-                t_params.append(teacher[key])
+                t_params.append(teacher[_clean(key)])
                 s_params.append(param.detach())
             for key, buf in student.named_buffers():
-                t_bufs.append(teacher[key])
+                t_bufs.append(teacher[_clean(key)])
                 s_bufs.append(buf)
         return t_params, s_params, t_bufs, s_bufs
 
@@ -92,9 +115,7 @@ class MomentumTeacher(nn.Module):
                 under the same names.
         """
         t_params, s_params, t_bufs, s_bufs = self._pairs(students)
-        if not self._started:
-            self._started = bool(self.steps > 0)
-        if self._started:
+        if self.initialized:
             torch._foreach_lerp_(t_params, s_params, 1. - self.momentum)
         else:
             torch._foreach_copy_(t_params, s_params)

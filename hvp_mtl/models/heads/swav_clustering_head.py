@@ -33,8 +33,14 @@ class SwAVClusteringHead(BaseModule):
       past embeddings per view, filled from ``queue_start_iter`` on and used
       (re-scored against the current prototypes, no gradient) once full.
 
-    The prototypes are re-normalised in place at every training step before
-    the scores are computed. mmpretrain's ``SwAVHook`` is not needed.
+    The prototypes are L2-normalised in place before training and after
+    every optimizer step (:meth:`normalize_prototypes`, called by
+    ``HVPMTL.update_teacher_and_prototypes`` from ``TeacherAndPrototypesHook``;
+    official SwAV does it at the start of each iteration, which is the same
+    sequence). ``forward``/``loss`` never change a parameter, so the head
+    works unchanged under FSDP, where a parameter written in ``forward``
+    would be a temporary all-gathered copy. mmpretrain's ``SwAVHook`` is not
+    needed.
 
     Args:
         in_channels (int): Backbone width ``d0``.
@@ -90,6 +96,24 @@ class SwAVClusteringHead(BaseModule):
             self._host_state = (int(self.iteration), int(self.queue_count))
         return self._host_state
 
+    def rank_local_state(self) -> Dict[str, torch.Tensor]:
+        """The queue of this process (a checkpoint's state dict has rank 0's).
+
+        Saved per rank in ``resume_state`` and restored by the resumable
+        train loops, as official SwAV's ``queue{rank}.pth`` files.
+        """
+        return dict(queue=self.queue.detach().cpu().clone())
+
+    def load_rank_local_state(self, state: Dict[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`rank_local_state`."""
+        with torch.no_grad():
+            self.queue.copy_(state['queue'])
+
+    @property
+    def trained_steps(self) -> int:
+        """Training steps seen (the ``iteration`` buffer, no host sync)."""
+        return self._counters()[0]
+
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
         """L2-normalise every prototype row in place."""
@@ -120,8 +144,6 @@ class SwAVClusteringHead(BaseModule):
             ``prototypes_frozen``: 1 while frozen; ``queue_used``).
         """
         iteration, queue_count = self._counters()
-        if self.training:
-            self.normalize_prototypes()
         embeddings = self.forward(feats)
         batch = embeddings.shape[0] // 2
         frozen = iteration < self.freeze_prototypes_iters

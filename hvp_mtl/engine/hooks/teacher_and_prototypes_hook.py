@@ -1,0 +1,65 @@
+"""Runs HVP-MTL's after-step state updates: EMA teacher and SwAV prototypes."""
+from contextlib import nullcontext
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmpretrain.registry import HOOKS
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+__all__ = ['TeacherAndPrototypesHook']
+
+
+@HOOKS.register_module()
+class TeacherAndPrototypesHook(Hook):
+    """Call ``model.update_teacher_and_prototypes`` after each optimizer step.
+
+    The EMA teacher (eq. 5-6) must follow the student's weights *after* an
+    optimizer step, and SwAV's prototypes are re-normalised then. Neither
+    can happen inside ``forward`` under FSDP (there a parameter is a
+    temporary all-gathered copy), so both live here, as mmengine's
+    ``EMAHook`` keeps its average outside the model's forward:
+
+    * ``before_train``: prototypes normalised; the teacher copied from the
+      student unless it already holds weights (resume, ``load_from``).
+    * ``after_train_iter``: one update, only when the optimizer really
+      stepped: not on gradient-accumulation iterations
+      (``optim_wrapper.should_update()``) and not on steps the non-finite
+      guard or the fp16 loss scaler skipped (``optim_wrapper.step_skipped``),
+      so a skipped step leaves the teacher exactly as it was.
+
+    Under FSDP the update runs inside ``FSDP.summon_full_params(model,
+    writeback=True)``: each rank gathers the full parameters once per step
+    (the traffic of one forward's all-gather, a full fp32 copy of the model
+    in memory for the duration), averages into its replicated teacher and
+    writes the normalised prototypes back to its shard.
+
+    Its priority is ``ABOVE_NORMAL``: before the checkpoint hook
+    (``VERY_LOW``), so a checkpoint holds the teacher of its own iteration
+    and a resumed run is identical to an uninterrupted one. Models without
+    ``update_teacher_and_prototypes`` are left alone.
+    """
+
+    priority = 'ABOVE_NORMAL'
+
+    def before_train(self, runner) -> None:
+        self._update(runner, before_training=True)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        wrapper = runner.optim_wrapper
+        if not wrapper.should_update() or getattr(wrapper, 'step_skipped',
+                                                  False):
+            return
+        self._update(runner, before_training=False)
+
+    @staticmethod
+    def _update(runner, before_training: bool) -> None:
+        model = runner.model
+        inner = model.module if is_model_wrapper(model) else model
+        update = getattr(inner, 'update_teacher_and_prototypes', None)
+        if update is None:
+            return
+        full = (FSDP.summon_full_params(model, writeback=True)
+                if isinstance(model, FSDP) else nullcontext())
+        with full:
+            update(before_training=before_training)
