@@ -83,6 +83,19 @@ def average_precision_per_class(pred: torch.Tensor,
     return ap
 
 
+def _scores_and_positives(data_samples: Sequence[dict],
+                          target_thr: float) -> List[dict]:
+    """``pred_score`` (float [C]) and binarised target (bool [C]) per sample."""
+    results = []
+    for sample in data_samples:
+        pred = sample['pred_score'].detach().float().cpu()
+        results.append(
+            dict(pred_score=pred,
+                 gt_positive=binarize_soft_targets(sample, pred.numel(),
+                                                   target_thr).cpu()))
+    return results
+
+
 @METRICS.register_module()
 class SoftTargetAveragePrecision(AveragePrecision):
     """mAP over classes with a positive, for soft (``gt_score``) targets.
@@ -109,12 +122,8 @@ class SoftTargetAveragePrecision(AveragePrecision):
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         """Keep ``pred_score`` (float [C]) and the binarised target (bool)."""
-        for sample in data_samples:
-            pred = sample['pred_score'].detach().float().cpu()
-            self.results.append(
-                dict(pred_score=pred,
-                     gt_positive=binarize_soft_targets(
-                         sample, pred.numel(), self.target_thr).cpu()))
+        self.results.extend(_scores_and_positives(data_samples,
+                                                  self.target_thr))
 
     def compute_metrics(self, results: List[dict]) -> dict:
         """Return ``{'mAP': float}`` (percent) or ``{'AP_classwise': list}``."""
@@ -161,12 +170,8 @@ class SoftTargetMultiLabelMetric(MultiLabelMetric):
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         """Keep ``pred_score`` (float [C]) and the binarised target (bool)."""
-        for sample in data_samples:
-            pred = sample['pred_score'].detach().float().cpu()
-            self.results.append(
-                dict(pred_score=pred,
-                     gt_positive=binarize_soft_targets(
-                         sample, pred.numel(), self.target_thr).cpu()))
+        self.results.extend(_scores_and_positives(data_samples,
+                                                  self.target_thr))
 
     def compute_metrics(self, results: List[dict]) -> dict:
         """Return ``CP, CR, CF1, OP, OR, OF1`` with a threshold suffix."""

@@ -33,6 +33,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 NUM_CLASSES = 11166
 SWIN_TINY = dict(embed_dims=32, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
@@ -55,33 +56,12 @@ for feats, channels in (('tiny', 256), ('swin-b', 1024)):
     })
 
 
-def step_peak_bytes(step, device):
-    """Peak extra bytes allocated during ``step()``."""
-    import torch
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        step()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    events = [e for e in prof.profiler.kineto_results.events()
-              if e.name() == '[memory]'
-              and e.device_type() == torch.autograd.DeviceType.CPU]
-    current = peak = 0
-    for event in sorted(events, key=lambda e: e.start_ns()):
-        current += event.nbytes()
-        peak = max(peak, current)
-    return peak
-
-
 def run_case(case, batch, device, steps, threads, clock_name):
     """Time one case in this process; return a dict of measurements."""
     import torch
     import hvp_mtl  # noqa: F401  (registers the modules)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from peak_memory import step_peak_bytes
     from mmpretrain.registry import MODELS
     from mmengine.registry import init_default_scope
     init_default_scope('mmpretrain')

@@ -48,6 +48,7 @@ import torch
 from mmengine.config import DictAction
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak_memory import step_peak_bytes  # noqa: E402
 from step_cases import (CASES, PRESETS, build_case, load_config,  # noqa: E402
                         make_batch)
 
@@ -63,33 +64,6 @@ def quantiles(values):
         return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + .5))]
 
     return at(.5), at(.1), at(.9)
-
-
-def cpu_step_peak_bytes(step):
-    """Peak extra CPU-allocator bytes during ``step()`` (torch.profiler)."""
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    events = [e for e in prof.profiler.kineto_results.events()
-              if e.name() == '[memory]'
-              and e.device_type() == torch.autograd.DeviceType.CPU]
-    current = peak = 0
-    for event in sorted(events, key=lambda e: e.start_ns()):
-        current += event.nbytes()
-        peak = max(peak, current)
-    return peak
-
-
-def step_peak_bytes(step, device):
-    """Peak memory (bytes) one ``step()`` adds on ``device``."""
-    if device == 'cpu':
-        return cpu_step_peak_bytes(step)
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    step()
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() - base
 
 
 def time_interleaved(steps, iters, warmup, device, clock):
