@@ -47,6 +47,12 @@ def test_nan_step_is_skipped(demo_world, tmp_path, wrapper):
         assert 'swav_head.iteration' in changed
     guard = runner.optim_wrapper
     assert guard.total_nonfinite == 1 and guard.consecutive_nonfinite == 0
+    # what a skipped step restores: forward's state (SwAV queue and counter),
+    # not the EMA teacher (changed only after a step, by the hook, which a
+    # skipped step skips) -- no per-step copy of the teacher
+    restored = guard._snapshot_names(runner.model)
+    assert {'swav_head.queue', 'swav_head.iteration'} <= restored
+    assert not any(name.startswith('teacher.') for name in restored)
     log = run_log(tmp_path)
     assert 'Skipped the optimizer step of iter 3: non-finite loss or ' \
         'gradients (1 in a row, 1 non-finite steps in total)' in log

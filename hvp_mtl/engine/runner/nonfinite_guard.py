@@ -87,20 +87,36 @@ class NonFiniteGuardMixin:
     def _snapshot_names(self, model) -> set:
         """What a skipped step must restore.
 
-        Buffers, parameters this optimizer does not update (the EMA teacher),
+        Buffers (not those of modules marked ``changed_outside_forward``),
+        parameters this optimizer does not update (frozen ones),
         and optimized parameters the model itself changes in ``forward``
-        (e.g. SwAV's in-place prototype normalisation). The latter are found
+        (e.g. a weight normalised in place there). The latter are found
         by their tensor version counters; until the first step has shown
         which they are, every parameter is snapshotted.
         """
         owned = self._owned_ids()
-        names = {name for name, _ in model.named_buffers()}
+        outside = self._changed_outside_forward(model)
+        names = {name for name, _ in model.named_buffers()
+                 if not name.startswith(outside)}
         for name, param in model.named_parameters():
             if (id(param) not in owned or not param.requires_grad
                     or self._forward_mutated is None
                     or name in self._forward_mutated):
                 names.add(name)
         return names
+
+    @staticmethod
+    def _changed_outside_forward(model) -> tuple:
+        """Name prefixes of modules whose state only changes after the step.
+
+        A module with ``changed_outside_forward = True`` (the EMA teacher,
+        updated by ``TeacherAndPrototypesHook``, which a skipped step skips)
+        is left out of the snapshot: copying it every step would cost a full
+        copy of the teacher in memory and time for nothing.
+        """
+        return tuple(f'{name}.' for name, module in model.named_modules()
+                     if name and getattr(module, 'changed_outside_forward',
+                                         False))
 
     @contextmanager
     def optim_context(self, model):

@@ -55,6 +55,10 @@ class MomentumTeacher(nn.Module):
         momentum (float): ``m`` in ``[0, 1)``. Defaults to 0.995.
     """
 
+    #: its weights change only in :meth:`update`, after an optimizer step, never
+    #: in ``forward``: the non-finite guard need not snapshot them
+    changed_outside_forward = True
+
     def __init__(self,
                  modules: Dict[str, nn.Module],
                  momentum: float = 0.995) -> None:
