@@ -96,6 +96,8 @@ def test_loss_without_the_teacher_hook_stops_with_the_fix(pretrain_root):
     data = model.data_preprocessor(next(iter(loader)), True)
     with pytest.raises(RuntimeError, match='TeacherAndPrototypesHook'):
         model(**data, mode='loss')
+    with pytest.raises(RuntimeError, match='holds no weights yet'):
+        model.predict(data['inputs'], use_teacher=True)
 
 
 @pytest.mark.parametrize('backbone', ['swin', 'vit'])

@@ -273,6 +273,10 @@ class HVPMTL(BaseSelfSupervisor):
         if use_teacher and self.teacher is None:
             raise RuntimeError('use_teacher=True but no teacher is built '
                                '(loss_weights.distill == 0)')
+        if use_teacher and not self.teacher.initialized:
+            raise RuntimeError('use_teacher=True but the EMA teacher holds no '
+                               'weights yet: load a pre-training checkpoint '
+                               'or train first')
         modules = self.teacher if use_teacher else self
         logits, _ = modules.mlc_head(modules.backbone(inputs))
         scores = logits.float().sigmoid()
