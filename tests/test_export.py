@@ -160,3 +160,14 @@ def test_teacher_requested_but_absent(tmp_path):
     assert error is not None and '--weights student' in error and str(ckpt) in error
     error, report = export_in_process(ckpt, tmp_path / 'out.pth', '--weights', 'student')
     assert error is None and 'backbone.patch_embed' in report
+
+
+def test_refuses_a_teacher_that_was_never_updated(tmp_path):
+    ckpt = tmp_path / 'untrained_teacher.pth'
+    weight = torch.zeros(2)
+    torch.save({'state_dict': {'backbone.patch_embed.projection.weight': weight,
+                               'teacher.backbone.patch_embed.projection.weight': weight,
+                               'teacher.steps': torch.tensor(0)}}, ckpt)
+    error, _ = export_in_process(ckpt, tmp_path / 'out.pth')
+    assert error is not None and 'never updated' in error and str(ckpt) in error
+    assert not (tmp_path / 'out.pth').exists()

@@ -131,6 +131,12 @@ def select_backbone(state_dict, weights, src='<checkpoint>'):
                 f'{src}: no EMA teacher backbone (looked for '
                 f'{", ".join(TEACHER_BACKBONE_PREFIXES)}); this run was '
                 'trained without the teacher: pass --weights student')
+        steps = state_dict.get('teacher.steps')
+        if steps is not None and int(steps) == 0:
+            raise ValueError(
+                f'{src}: the EMA teacher was never updated (teacher.steps == '
+                '0): it holds no trained weights. Export a checkpoint of a '
+                'run that trained, or pass --weights student')
 
     kept, dropped = OrderedDict(), {}
     for key, value in state_dict.items():
