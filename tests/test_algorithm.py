@@ -181,3 +181,23 @@ def test_missing_inputs_are_named(pretrain_root):
         model(**data, mode='loss')
     with pytest.raises(ValueError, match='2 views'):
         model(data['inputs'][0], data['data_samples'], mode='loss')
+
+
+def test_mlc_on_the_unmasked_view_only(pretrain_root):
+    """``mlc_views='unmasked'``: eq. (1) on the view-1 rows of the one backbone pass."""
+    cfg = tiny_pretrain_cfg('swin', data_root=pretrain_root)
+    cfg.model.mlc_views = 'unmasked'
+    model, data = _model_and_batch(cfg)
+    model.eval()  # no dropout: the reference below sees the same numbers
+    losses = model(**data, mode='loss')
+    assert all(torch.isfinite(losses[k]) for k in LOSSES)
+    view0, view1 = data['inputs']
+    masks = torch.stack([s.mask for s in data['data_samples']])
+    feats = model.backbone(torch.cat([view0, view1]),
+                           torch.cat([masks, torch.zeros_like(masks)]))[-1]
+    logits, _ = model.mlc_head(feats[view0.shape[0]:])
+    targets = torch.stack([s.gt_score for s in data['data_samples']]).float()
+    torch.testing.assert_close(losses['mlc_unweighted'],
+                               model.mlc_head.loss(logits, targets))
+    with pytest.raises(ValueError, match='mlc_views'):
+        MODELS.build(dict(cfg.model, mlc_views='masked'))

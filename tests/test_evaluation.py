@@ -113,12 +113,14 @@ def test_short_pretraining_raises_map_on_the_same_split(run):
     print(f'\nval.txt of the demo world, untrained -> after {steps} iterations: ' +
           ', '.join(f'{k} {untrained["multi-label/" + k]:.2f} -> {v:.2f}'
                     for k, v in final.items()))
-    # 40 iterations teach the decoder the label frequencies: the threshold
-    # metrics jump (OF1 +7..+13 points over 5 measured runs) while the
-    # class-wise ranking moves within noise (mAP -1.0..+3.8), see
-    # docs/EVALUATION.md. mAP is reported, OF1 carries the assertion.
-    assert final['OF1'] > untrained['multi-label/OF1'] + 5.0
-    assert abs(final['mAP'] - untrained['multi-label/mAP']) < 10.0
+    # Measured over 4 seeds of this run (eval_helpers.apply_short_run_settings,
+    # 300 iterations, docs/EVALUATION.md section 3): mAP +8.5..+11.5 (this
+    # seed +11.5), OF1 +24..+34. The bounds are under half the smallest
+    # measured gain. (At 40 iterations mAP moved 0.0..+8.8 over 6 seeds: too
+    # short to assert a rise.)
+    map_gain = final['mAP'] - untrained['multi-label/mAP']
+    assert map_gain > 4.0, map_gain
+    assert final['OF1'] > untrained['multi-label/OF1'] + 12.0
 
 
 def test_periodic_val_uses_the_subset_and_the_end_the_full_list(run):
@@ -129,7 +131,7 @@ def test_periodic_val_uses_the_subset_and_the_end_the_full_list(run):
     assert f'evenly spaced subset of 9 of {num_val} images' in log
     assert f'Validating on all {num_val} images' in log
     steps = sorted(metric_at(run['scalars'], 'multi-label/mAP'))
-    assert steps == [20, run['max_iters']]
+    assert steps == [100, 200, run['max_iters']]
 
 
 def test_iter_interval_val_hook_validates_inside_an_epoch(tmp_path_factory):

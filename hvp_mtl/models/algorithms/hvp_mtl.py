@@ -31,6 +31,7 @@ class HVPMTL(BaseSelfSupervisor):
             F[:B] -> MIM decoder -> L1 on masked pixels of view0   (eq. 4)
             F     -> SwAV head: view0 vs view1 swapped codes       (eq. 2-3)
             F     -> multi-label decoder, gt_score of both views   (eq. 1)
+                     (``mlc_views='unmasked'``: F[B:] only)
                      g of view1 -> S(g, Q0)                         (eq. 5)
         view1 --EMA teacher (no_grad, eval)--> g' -> S(g', Q0)      (eq. 5)
         symmetric KL(S(g, Q0), S(g', Q0))                           (eq. 6)
@@ -53,6 +54,10 @@ class HVPMTL(BaseSelfSupervisor):
         distill_loss (dict): Eq. (6) loss config.
         teacher_momentum (float): EMA momentum. Defaults to 0.995.
         predict_with_teacher (bool): :meth:`predict` uses the teacher.
+        mlc_views (str): Rows the multi-label decoder and eq. (1) see:
+            ``'both'`` (the masked view 0 and the clean view 1) or
+            ``'unmasked'`` (view 1 only: no targets for 60 %-masked
+            images, half the decoder cost). Distillation always uses view 1.
         data_preprocessor (dict, optional): Defaults to
             ``SelfSupDataPreprocessor``.
         pretrained (str, optional): Checkpoint for the whole model.
@@ -69,6 +74,7 @@ class HVPMTL(BaseSelfSupervisor):
                      type='SymmetricKLDistillationLoss', temperature=1.0),
                  teacher_momentum: float = 0.995,
                  predict_with_teacher: bool = False,
+                 mlc_views: str = 'both',
                  data_preprocessor: Optional[dict] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -108,6 +114,10 @@ class HVPMTL(BaseSelfSupervisor):
                 momentum=teacher_momentum)
             self.distill_loss = build_module(distill_loss)
         self.predict_with_teacher = predict_with_teacher
+        if mlc_views not in ('both', 'unmasked'):
+            raise ValueError("mlc_views must be 'both' or 'unmasked', got "
+                             f'{mlc_views!r}')
+        self.mlc_views = mlc_views
 
     def _students(self) -> dict:
         return dict(backbone=self.backbone, mlc_head=self.mlc_head)
@@ -211,14 +221,16 @@ class HVPMTL(BaseSelfSupervisor):
         if self.mlc_head is not None:
             targets = self._stack(data_samples, 'gt_score',
                                   'soft targets of TencentMLImages').float()
-            logits, embedding = self.mlc_head(feats)
-            raw['mlc'] = self.mlc_head.loss(logits,
-                                            torch.cat([targets, targets]))
-            diagnostics = self.mlc_head.diagnostics(logits[batch:].detach(),
-                                                    targets)
+            both = self.mlc_views == 'both'
+            logits, embedding = self.mlc_head(feats if both else feats[batch:])
+            raw['mlc'] = self.mlc_head.loss(
+                logits, torch.cat([targets, targets]) if both else targets)
+            if both:  # view-1 rows: diagnostics and distillation
+                logits, embedding = logits[batch:], embedding[batch:]
+            diagnostics = self.mlc_head.diagnostics(logits.detach(), targets)
             logs.update({f'mlc_{k}': v for k, v in diagnostics.items()})
         if self.teacher is not None:
-            raw['distill'] = self._distill(embedding[batch:], view1)
+            raw['distill'] = self._distill(embedding, view1)
             logs['teacher_momentum'] = feats.new_full(
                 (), self.teacher.momentum, dtype=torch.float32)
 
