@@ -29,6 +29,10 @@ def test_config_rules(path):
     assert 'hvp_mtl' in cfg.custom_imports['imports'] or any(
         i.startswith('hvp_mtl') for i in cfg.custom_imports['imports'])
     assert cfg.custom_imports.get('allow_failed_imports') is False
+    if cfg.get('model', {}).get('type') == 'HVPMTL':
+        # the EMA teacher and SwAV prototypes are updated by this hook only
+        assert cfg.default_hooks.get('teacher_and_prototypes', {}).get('type') \
+            == 'TeacherAndPrototypesHook', f'{path}: no TeacherAndPrototypesHook'
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=IDS)
