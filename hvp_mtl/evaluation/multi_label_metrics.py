@@ -83,21 +83,21 @@ def average_precision_per_class(pred: torch.Tensor,
     return ap
 
 
-def _scores_and_positives(data_samples: Sequence[dict],
-                          target_thr: float) -> List[dict]:
-    """``pred_score`` (float [C]) and binarised target (bool [C]) per sample."""
-    results = []
-    for sample in data_samples:
-        pred = sample['pred_score'].detach().float().cpu()
-        results.append(
-            dict(pred_score=pred,
-                 gt_positive=binarize_soft_targets(sample, pred.numel(),
-                                                   target_thr).cpu()))
-    return results
+class _SoftTargetResultsMixin:
+    """``process``: keep ``pred_score`` (float [C]) and the target binarised
+    at ``self.target_thr`` (bool [C]) of every sample."""
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        for sample in data_samples:
+            pred = sample['pred_score'].detach().float().cpu()
+            self.results.append(
+                dict(pred_score=pred,
+                     gt_positive=binarize_soft_targets(
+                         sample, pred.numel(), self.target_thr).cpu()))
 
 
 @METRICS.register_module()
-class SoftTargetAveragePrecision(AveragePrecision):
+class SoftTargetAveragePrecision(_SoftTargetResultsMixin, AveragePrecision):
     """mAP over classes with a positive, for soft (``gt_score``) targets.
 
     Args:
@@ -120,11 +120,6 @@ class SoftTargetAveragePrecision(AveragePrecision):
                          prefix=prefix)
         self.target_thr = target_thr
 
-    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        """Keep ``pred_score`` (float [C]) and the binarised target (bool)."""
-        self.results.extend(_scores_and_positives(data_samples,
-                                                  self.target_thr))
-
     def compute_metrics(self, results: List[dict]) -> dict:
         """Return ``{'mAP': float}`` (percent) or ``{'AP_classwise': list}``."""
         pred = torch.stack([r['pred_score'] for r in results])
@@ -141,7 +136,7 @@ class SoftTargetAveragePrecision(AveragePrecision):
 
 
 @METRICS.register_module()
-class SoftTargetMultiLabelMetric(MultiLabelMetric):
+class SoftTargetMultiLabelMetric(_SoftTargetResultsMixin, MultiLabelMetric):
     """CP/CR/CF1 and OP/OR/OF1 at a score threshold, for soft targets.
 
     Definitions (as in ML-GCN/ASL/Query2Label): ``CP``/``CR`` are the
@@ -167,11 +162,6 @@ class SoftTargetMultiLabelMetric(MultiLabelMetric):
         super().__init__(thr=thr, topk=topk, average=None,
                          collect_device=collect_device, prefix=prefix)
         self.target_thr = target_thr
-
-    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        """Keep ``pred_score`` (float [C]) and the binarised target (bool)."""
-        self.results.extend(_scores_and_positives(data_samples,
-                                                  self.target_thr))
 
     def compute_metrics(self, results: List[dict]) -> dict:
         """Return ``CP, CR, CF1, OP, OR, OF1`` with a threshold suffix."""

@@ -10,7 +10,6 @@ Panels: every logged ``loss_*`` key (HVP-MTL logs one per task, already weighted
 ``loss`` (their sum, the optimised total), then ``lr`` (of the base parameter group).
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -21,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from figures import save_figure_atomically  # noqa: E402
 from work_dir_logs import training_records  # noqa: E402
 
 
@@ -110,11 +110,7 @@ def plot_curves(work_dir, out_file, keys=None, window=1, unit='iter'):
         ax.axis('off')
     fig.suptitle(osp.basename(osp.normpath(work_dir)))
     fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
-    tmp = out_file + '.tmp.png'
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out_file)
+    save_figure_atomically(fig, out_file)
     return panels
 
 

@@ -11,8 +11,8 @@ pipeline (``SimMIMMaskGenerator``: 32-px blocks, ratio 0.6). The L1 of eq. (4) o
 in normalised units, is printed per image.
 """
 import argparse
-import os
 import os.path as osp
+import sys
 
 import matplotlib
 
@@ -24,6 +24,9 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from mmengine.runner import load_checkpoint  # noqa: E402
 from PIL import Image  # noqa: E402
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from figures import save_figure_atomically  # noqa: E402
 
 
 def find_mask_generator(node):
@@ -120,11 +123,7 @@ def draw(rows, out_file):
             ax.axis('off')
         ax_row[0].set_title(f'{name}\nL1 on masked {l1:.3f}', fontsize=8)
     fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
-    tmp = out_file + '.tmp.png'
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out_file)
+    save_figure_atomically(fig, out_file)
 
 
 def visualize(config, checkpoint, images, out_file, img_size=None, seed=0, cfg_options=None):
