@@ -143,16 +143,22 @@ def check_timm_state_dict(state, model, src='<checkpoint>'):
         problems.append(f'missing key(s) {missing[:5]} ({len(missing)} in all)')
     if unexpected:
         problems.append(f'unexpected key(s) {unexpected[:5]} ({len(unexpected)} in all)')
+    windows, sizes = [], []
     for key in sorted(set(state) & set(expected)):
         got, want = tuple(state[key].shape), tuple(expected[key])
-        if got != want and key.endswith(BIAS_TABLE):
-            problems.append(
-                f'window size mismatch at "{key}": the checkpoint was trained with '
-                f'{_window(got[0])}x{_window(got[0])} windows ({got[0]} table rows), the model '
-                f'has {_window(want[0])}x{_window(want[0])} ({want[0]} rows); create it with '
-                f'window_size={_window(got[0])}')
-        elif got != want:
-            problems.append(f'size mismatch at "{key}": checkpoint {got}, model {want}')
+        if got != want:
+            (windows if key.endswith(BIAS_TABLE) else sizes).append((key, got, want))
+    if windows:
+        key, got, want = windows[0]
+        have, need = _window(got[0]), _window(want[0])
+        problems.append(
+            f'window size mismatch: the checkpoint was trained with {have}x{have} windows '
+            f'("{key}" has {got[0]} rows; {len(windows)} tables differ), the model has '
+            f'{need}x{need} windows ({want[0]} rows); create it with window_size={have}')
+    problems += [f'size mismatch at "{key}": checkpoint {got}, model {want}'
+                 for key, got, want in sizes[:5]]
+    if len(sizes) > 5:
+        problems.append(f'{len(sizes) - 5} more size mismatches')
     if problems:
         raise ValueError(f'{src} does not fit timm {type(model).__name__}: '
                          + '; '.join(problems))

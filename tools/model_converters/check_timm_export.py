@@ -32,7 +32,7 @@ def main(argv=None):
                                          randomize_)
     configs = args.configs or sorted(glob.glob(osp.join(ROOT, 'configs', 'pretrain', '*.py')))
     print(f'torch {torch.__version__}, timm {__import__("timm").__version__}, fp32, eval')
-    print(f'| config | timm model | input | max abs diff |\n|---|---|---|---|')
+    print('| config | timm model | input | max abs diff |\n|---|---|---|---|')
     for config in configs:
         backbone, cfg = backbone_from_config(config)
         randomize_(backbone, args.seed)
