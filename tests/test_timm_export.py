@@ -26,6 +26,7 @@ pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / 'configs' / 'pretrain').glob('*.py'))
+ABLATIONS = sorted((ROOT / 'configs' / 'pretrain' / 'ablations').glob('hvp_*.py'))
 EXPECTED_NAME = {'hvp_swin-t.py': 'swin_tiny_patch4_window7_224',
                  'hvp_swin-s.py': 'swin_small_patch4_window7_224',
                  'hvp_swin-b.py': 'swin_base_patch4_window7_224',
@@ -47,20 +48,26 @@ def images(size, batch=2, seed=1):
 
 def test_every_pretraining_config_is_covered():
     assert sorted(p.name for p in CONFIGS) == sorted(EXPECTED_NAME)
+    assert ABLATIONS  # the ViT-B ablations (Table 5): their backbone is hvp_vit-b.py's
 
 
-@pytest.mark.parametrize('size', ['tiny', 'full'])
-@pytest.mark.parametrize('config', CONFIGS, ids=[p.stem for p in CONFIGS])
+SWEEP = ([(p, size) for p in CONFIGS for size in ('tiny', 'full')]
+         + [(p, 'tiny') for p in ABLATIONS])
+
+
+@pytest.mark.parametrize('config,size', SWEEP,
+                         ids=[f'{p.parent.name}/{p.stem}-{size}' for p, size in SWEEP])
 def test_timm_forward_features_equal_our_last_stage(config, size):
     from mmengine.config import Config
     kind = Config.fromfile(str(config)).model.backbone.type
     backbone, cfg = backbone_from_config(config, **(TINY[kind] if size == 'tiny' else {}))
     randomize_(backbone, seed=0)
     res = compare_with_timm(backbone, cfg, images(cfg.img_size))
+    expected = EXPECTED_NAME.get(config.name, 'vit_base_patch16_224')
     if size == 'full':  # the config's own timm name and the plain one-liner: no kwargs
-        assert (res['model'], res['kwargs']) == (EXPECTED_NAME[config.name], {})
+        assert (res['model'], res['kwargs']) == (expected, {})
     else:  # the family's name plus the tiny sizes
-        assert res['model'].split('_')[0] == EXPECTED_NAME[config.name].split('_')[0]
+        assert res['model'].split('_')[0] == expected.split('_')[0]
         assert res['kwargs'] and set(res['kwargs']) <= {'embed_dim', 'depths', 'num_heads',
                                                         'depth', 'img_size', 'mlp_ratio'}
     assert res['max_abs_diff'] <= TOL, res
@@ -185,3 +192,21 @@ def test_a_different_window_size_is_named(tmp_path):
                        r'trained with 8x8 windows \("layers\.0\.blocks\.0\.attn\.relative_position_'
                        r'bias_table" has 225 rows; 8 tables differ\).*has 7x7.*window_size=8'):
         create_timm_model(str(path))
+
+
+def test_a_backbone_timm_cannot_hold_is_refused():
+    """A Swin with an absolute position embedding (timm's Swin has none)."""
+    backbone, cfg = backbone_from_config(CONFIGS[0].parent / 'hvp_swin-t.py',
+                                         **TINY['MaskedSwinTransformer'], use_abs_pos_embed=True)
+    with pytest.raises(ValueError, match='"absolute_pos_embed" has no counterpart in timm'):
+        convert_to_timm(backbone.state_dict(), cfg)
+
+
+def test_an_unreadable_stored_config_is_named(tmp_path):
+    src = tmp_path / 'bad_cfg.pth'
+    torch.save({'state_dict': {'backbone.patch_embed.projection.weight': torch.zeros(2)},
+                'meta': {'cfg': 'model = dict(('}}, src)
+    error, _ = export_in_process(src, tmp_path / 'out.pth', '--format', 'timm',
+                                 '--weights', 'student')
+    assert error is not None and str(src) in error and 'meta["cfg"]' in error, error
+    assert not (tmp_path / 'out.pth').exists()

@@ -205,7 +205,11 @@ def export_timm(src, dst, weights='teacher', file=sys.stdout):
     ckpt, state_dict = load_pretrain_checkpoint(src)
     kept, dropped = select_backbone(state_dict, weights, src)
     cfg_text = (ckpt.get('meta') or {}).get('cfg')
-    backbone_cfg = Config.fromstring(cfg_text, '.py').model.get('backbone') if cfg_text else None
+    try:
+        backbone_cfg = Config.fromstring(cfg_text, '.py').model.backbone if cfg_text else None
+    except Exception as err:  # noqa: BLE001  (any parse error of a stored text)
+        raise ValueError(f'{src}: cannot read the pre-training config stored in its '
+                         f'meta["cfg"] ({type(err).__name__}: {err})') from err
     try:
         out = convert_to_timm({k[len('backbone.'):]: v for k, v in kept.items()},
                               backbone_cfg)
