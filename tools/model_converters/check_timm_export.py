@@ -14,12 +14,10 @@ Usage::
 import argparse
 import glob
 import os.path as osp
-import sys
 
 import torch
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-sys.path.insert(0, ROOT)
 
 
 def main(argv=None):
