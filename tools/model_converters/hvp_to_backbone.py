@@ -1,242 +1,58 @@
 """Export the backbone of an HVP-MTL pre-training checkpoint for fine-tuning.
 
-A pre-training checkpoint written by mmengine holds the whole algorithm
-(student ``backbone.*`` with its ``mask_token``, the multi-label / SwAV / MIM
-heads, the EMA teacher under ``teacher.*``) plus optimizer, schedulers and the
-``message_hub``. Downstream toolkits need only the backbone, in mmpretrain key
-layout, under ``backbone.``::
-
-    {'state_dict': {'backbone.patch_embed.projection.weight': Tensor, ...},
-     'meta': {...plain Python types only...}}
-
-which loads with ``torch.load(weights_only=True)`` on any torch >= 2.6 without
-an allow-list, and with ``init_cfg=dict(type='Pretrained', checkpoint=OUT,
-prefix='backbone.')`` in mmpretrain, mmdet and mmseg.
-
-Dropped on the way: ``mask_token`` (pre-training only), every head, the
-teacher or the student (whichever is not exported), and Swin's
-``relative_position_index`` buffers (rebuilt by the model; their shape depends
-on the window size, and torch refuses a shape clash even with
-``strict=False``).
-
-Which weights (``--weights``), default ``teacher``: the EMA teacher is a
-temporal ensemble (Polyak average, momentum 0.995) of the student. DINO
-(arXiv 2104.14294, Sec. 5.3) reports the momentum teacher outperforming the
-student throughout training and uses it for every downstream evaluation; with
-a cosine learning rate that ends near zero the two converge anyway, so the
-teacher is never worse and is smoother. Pass ``--weights student`` to export
-the network that received the gradients (also the only choice when the run was
-trained without the distillation teacher).
+``--format mmpretrain`` (default) writes ``{'state_dict': {'backbone.*': ...},
+'meta': ...}`` for mmpretrain / mmdet / mmseg configs
+(:mod:`hvp_mtl.apis.backbone_export`); ``--format timm`` writes the same
+backbone in timm's layout for ``swin_{tiny,small,base}_patch4_window7_224`` /
+``vit_base_patch16_224`` (:mod:`hvp_mtl.apis.timm_export`). Both load with
+``torch.load(weights_only=True)`` and print a report of the kept and dropped
+keys. ``--weights teacher`` (default) exports the EMA teacher, ``student`` the
+network that received the gradients (see the module docstrings).
 
 Usage::
 
     python tools/model_converters/hvp_to_backbone.py \\
         work_dirs/hvp_swin-b/epoch_30.pth work_dirs/hvp_swin-b/backbone.pth
+    python tools/model_converters/hvp_to_backbone.py --format timm \\
+        work_dirs/hvp_swin-b/epoch_30.pth work_dirs/hvp_swin-b/backbone_timm.pth
 """
 import argparse
-import os
 import os.path as osp
 import sys
-import tempfile
-from collections import Counter, OrderedDict
-
-import torch
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
-
-# Where the EMA teacher's backbone lives: ``HVPMTL.teacher`` is a
-# ``MomentumTeacher`` holding ``backbone`` and ``mlc_head`` copies
-# (``teacher.backbone.*``); an mmengine ``BaseAveragedModel`` wrapper would
-# add ``.module``.
-TEACHER_BACKBONE_PREFIXES = ('teacher.backbone.', 'teacher.module.backbone.')
-STUDENT_BACKBONE_PREFIX = 'backbone.'
-# Backbone entries that never go downstream (pre-training only / rebuilt).
-DROPPED_BACKBONE_SUFFIXES = ('relative_position_index', )
-DROPPED_BACKBONE_NAMES = ('mask_token', )
-PLAIN_TYPES = (str, int, float, bool, type(None))
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description='Export the backbone of an HVP-MTL pre-training '
-        'checkpoint as {"state_dict": {"backbone.*": ...}, "meta": ...}.')
+        description='Export the backbone of an HVP-MTL pre-training checkpoint '
+        '(mmpretrain or timm key layout).')
     parser.add_argument('src', help='pre-training checkpoint (mmengine .pth)')
     parser.add_argument('dst', help='output backbone checkpoint (.pth)')
     parser.add_argument(
         '--weights', choices=['teacher', 'student'], default='teacher',
-        help='export the EMA teacher (default, smoother: see the module '
-        'docstring) or the student backbone')
+        help='export the EMA teacher (default, smoother) or the student backbone')
+    parser.add_argument(
+        '--format', choices=['mmpretrain', 'timm'], default='mmpretrain',
+        help='mmpretrain: {"state_dict": {"backbone.*": ...}} for mmpretrain / '
+        'mmdet / mmseg configs (default); timm: the state dict of the matching '
+        'timm model (create_model(NAME, num_classes=0))')
     return parser.parse_args(argv)
 
 
-def load_pretrain_checkpoint(path):
-    """Load a full mmengine checkpoint with ``weights_only=True``.
-
-    ``import hvp_mtl`` allow-lists exactly the classes mmengine puts in a
-    checkpoint (``HistoryBuffer`` and numpy arrays); anything else is refused.
-    """
-    import hvp_mtl  # noqa: F401  (torch weights-only allow-list)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'{path}: no such checkpoint file')
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'{path}: expected a dict checkpoint, got '
-                         f'{type(ckpt).__name__}')
-    state_dict = ckpt.get('state_dict', ckpt)
-    if all(k.startswith('module.') for k in state_dict):  # saved from DDP
-        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
-    return ckpt, state_dict
-
-
-def key_group(key):
-    """Reporting group of a key: ``backbone.stages.2``, ``teacher.mlc_head``, ...
-
-    Backbone keys are grouped by stage / layer so that a missing stage shows.
-    """
-    parts = key.split('.')
-    if parts[0] == 'teacher' and len(parts) > 2:
-        return 'teacher.' + key_group('.'.join(parts[1:]))
-    if parts[0] != 'backbone' or len(parts) < 2:
-        return parts[0]
-    if parts[1] in ('stages', 'layers') and len(parts) > 2:
-        return '.'.join(parts[:3])
-    return '.'.join(parts[:2])
-
-
-def select_backbone(state_dict, weights, src='<checkpoint>'):
-    """Pick the exported backbone tensors and say why each other key is dropped.
-
-    Args:
-        state_dict (dict[str, Tensor]): the algorithm's full state dict.
-        weights (str): ``'teacher'`` or ``'student'``.
-        src (str): file name for error messages.
-
-    Returns:
-        tuple[OrderedDict, dict[str, str]]: ``backbone.*`` tensors to keep and
-        ``{dropped key: reason}``.
-    """
-    student = [k for k in state_dict if k.startswith(STUDENT_BACKBONE_PREFIX)]
-    if not student:
-        groups = sorted(Counter(key_group(k) for k in state_dict).items())
-        raise ValueError(
-            f'{src}: no backbone in this checkpoint (no "backbone.*" key); '
-            f'key groups found: {groups or "none"}. Is it an HVP-MTL '
-            'pre-training checkpoint?')
-    prefix = STUDENT_BACKBONE_PREFIX
-    if weights == 'teacher':
-        prefix = next((p for p in TEACHER_BACKBONE_PREFIXES
-                       if any(k.startswith(p) for k in state_dict)), None)
-        if prefix is None:
-            raise ValueError(
-                f'{src}: no EMA teacher backbone (looked for '
-                f'{", ".join(TEACHER_BACKBONE_PREFIXES)}); this run was '
-                'trained without the teacher: pass --weights student')
-        steps = state_dict.get('teacher.steps')
-        if steps is not None and int(steps) == 0:
-            raise ValueError(
-                f'{src}: the EMA teacher was never updated (teacher.steps == '
-                '0): it holds no trained weights. Export a checkpoint of a '
-                'run that trained, or pass --weights student')
-
-    kept, dropped = OrderedDict(), {}
-    for key, value in state_dict.items():
-        if not key.startswith(prefix):
-            if key.startswith(STUDENT_BACKBONE_PREFIX):
-                dropped[key] = 'student backbone (exporting the teacher)'
-            elif key.startswith(TEACHER_BACKBONE_PREFIXES):
-                dropped[key] = 'teacher backbone (exporting the student)'
-            else:
-                dropped[key] = 'head / algorithm state'
-            continue
-        name = key[len(prefix):]
-        leaf = name.rsplit('.', 1)[-1]
-        if name in DROPPED_BACKBONE_NAMES:
-            dropped[key] = 'pre-training only'
-        elif leaf in DROPPED_BACKBONE_SUFFIXES:
-            dropped[key] = 'rebuilt by the model (window-size dependent)'
-        elif not isinstance(value, torch.Tensor):
-            dropped[key] = f'not a tensor ({type(value).__name__})'
-        else:
-            kept['backbone.' + name] = value.detach().to('cpu').contiguous().clone()
-    if not kept:
-        raise ValueError(f'{src}: the {weights} backbone has no exportable tensor')
-    return kept, dropped
-
-
-def plain(value):
-    """``value`` as plain Python types (numpy scalars become numbers)."""
-    if isinstance(value, PLAIN_TYPES):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if hasattr(value, 'item') and getattr(value, 'ndim', 1) == 0:
-        return value.item()
-    return str(value)
-
-
-def build_meta(ckpt, src, weights, kept, dropped):
-    """Provenance as plain types: loadable with ``weights_only=True``."""
-    source_meta = ckpt.get('meta', {}) if isinstance(ckpt.get('meta'), dict) else {}
-    meta = {k: plain(source_meta[k]) for k in
-            ('epoch', 'iter', 'seed', 'experiment_name', 'time',
-             'mmengine_version', 'cfg') if k in source_meta}
-    meta.update(
-        hvp_mtl=dict(source=osp.basename(src), weights=weights,
-                     num_tensors=len(kept),
-                     num_parameters=int(sum(v.numel() for v in kept.values())),
-                     dropped=dict(Counter(dropped.values()))))
-    return meta
-
-
-def report(kept, dropped, weights, file=sys.stdout):
-    """Print the kept and dropped keys by group."""
-    print(f'Exported {weights} backbone: {len(kept)} tensors, '
-          f'{sum(v.numel() for v in kept.values()):,} values', file=file)
-    print('  kept (by group):', file=file)
-    for group, n in sorted(Counter(key_group(k) for k in kept).items()):
-        print(f'    {group:<40s} {n:5d}', file=file)
-    print(f'  dropped: {len(dropped)} keys', file=file)
-    by_group = Counter((key_group(k), why) for k, why in dropped.items())
-    for (group, why), n in sorted(by_group.items()):
-        print(f'    {group:<40s} {n:5d}  ({why})', file=file)
-
-
-def save_atomic(obj, dst):
-    """``torch.save`` to a temporary file beside ``dst``, then rename."""
-    out_dir = osp.dirname(osp.abspath(dst))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix='.tmp')
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-
-
-def convert(src, dst, weights='teacher', file=sys.stdout):
-    """Export ``src`` (pre-training checkpoint) to ``dst`` (backbone only).
-
-    Returns:
-        dict: what was written (``state_dict`` and ``meta``).
-    """
-    ckpt, state_dict = load_pretrain_checkpoint(src)
-    kept, dropped = select_backbone(state_dict, weights, src)
-    out = {'state_dict': kept,
-           'meta': build_meta(ckpt, src, weights, kept, dropped)}
-    save_atomic(out, dst)
-    report(kept, dropped, weights, file=file)
-    print(f'Saved {dst}', file=file)
-    return out
+def convert(src, dst, weights='teacher', fmt='mmpretrain', file=sys.stdout):
+    """Export ``src`` to ``dst``; returns what was written."""
+    if fmt == 'timm':
+        from hvp_mtl.apis.timm_export import export_timm
+        return export_timm(src, dst, weights, file=file)
+    from hvp_mtl.apis.backbone_export import export_backbone
+    return export_backbone(src, dst, weights, file=file)
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        convert(args.src, args.dst, args.weights)
+        convert(args.src, args.dst, args.weights, args.format)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f'error: {err}')
 
