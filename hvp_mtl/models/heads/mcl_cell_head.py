@@ -8,6 +8,7 @@ cell on its own, average-pools each cell and projects it with an MLP
 convs have the layout of mmdet's ``Shared4Conv1FCBBoxHead.shared_convs``, so
 they transfer to a 4conv1fc box head.
 """
+from collections import OrderedDict
 from typing import List, Sequence
 
 import torch
@@ -47,13 +48,18 @@ def cut_cells(feature: torch.Tensor, cell_size: int) -> torch.Tensor:
 
 def projection_mlp(in_channels: int, hidden_channels: int, out_channels: int,
                    last_bn: bool) -> nn.Sequential:
-    """``Linear -> BN1d -> ReLU -> Linear [-> BN1d(affine=False)]``."""
-    layers = [nn.Linear(in_channels, hidden_channels),
-              nn.BatchNorm1d(hidden_channels), nn.ReLU(inplace=True),
-              nn.Linear(hidden_channels, out_channels)]
+    """``fc0 -> bn0 -> relu -> fc1 [-> bn1 (affine=False)]``.
+
+    Norms are named ``bn*`` so that one ``custom_keys`` entry (``'bn'``)
+    exempts every batch norm from weight decay and LARS adaptation.
+    """
+    layers = OrderedDict(
+        fc0=nn.Linear(in_channels, hidden_channels),
+        bn0=nn.BatchNorm1d(hidden_channels), relu=nn.ReLU(inplace=True),
+        fc1=nn.Linear(hidden_channels, out_channels))
     if last_bn:
-        layers.append(nn.BatchNorm1d(out_channels, affine=False))
-    return nn.Sequential(*layers)
+        layers['bn1'] = nn.BatchNorm1d(out_channels, affine=False)
+    return nn.Sequential(layers)
 
 
 @MODELS.register_module()
