@@ -190,6 +190,7 @@ class MCL(BaseSelfSupervisor):
                                          labels)
             losses.update({f'loss_{name}_{key}': value
                            for key, value in per_level.items()})
+        # the momentum of the EMA step that follows this iteration
         losses['teacher_momentum'] = inputs[0].new_full(
-            (), self.teacher.momentum, dtype=torch.float32)
+            (), self.current_momentum(), dtype=torch.float32)
         return losses
