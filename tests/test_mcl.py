@@ -1,6 +1,7 @@
 """MCL (arXiv 2304.02010): montage, tile-to-cell geometry, loss, distributed
 targets, real Runner training (tiny ResNet and Swin) and exact kill-and-resume.
 """
+import json
 import math
 import socket
 
@@ -230,3 +231,18 @@ def test_kill_and_resume_is_exact(demo_world, tmp_path, one_torch_thread):
     resumed = train(cfg)
     assert resumed.iter == 4
     assert_same_state(expected, snapshot(resumed), 'MCL iteration loop')
+
+
+# ------------------------------------------------------------- benchmark --
+def test_mcl_step_benchmark_prints_both_cases_and_the_ratio(tmp_path):
+    from test_benchmarks_smoke import run_script, table_rows
+    out = tmp_path / 'mcl_step.json'
+    stdout = run_script('tools/benchmark/mcl_step.py', '--backbone', 'tiny', '--batch', '4',
+                        '--iters', '2', '--warmup', '0', '--threads', '1', '--out', str(out))
+    rows = table_rows(stdout)
+    assert rows['mcl'][2] == str(4 * (4 + 1 + 1 + 1)) and rows['byol'][2] == str(4 * 4)
+    for name in ('mcl', 'byol'):
+        assert all(math.isfinite(float(rows[name][i])) for i in (0, 3, 4)), rows[name]
+    assert 'mcl / byol step time (paired per round)' in stdout
+    result = json.loads(out.read_text())
+    assert len(result['times']['mcl']) == len(result['times']['byol']) == 2
