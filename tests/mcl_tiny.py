@@ -54,7 +54,6 @@ def tiny_mcl_cfg(backbone, work_dir, data_root, max_iters=3, batch_size=4):
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.log_processor = dict(by_epoch=False, window_size=1)
     cfg.custom_hooks = []
-    cfg.pop('sync_bn', None)  # one process on CPU
     cfg.env_cfg.dist_cfg = dict(backend='gloo')
     cfg.randomness = dict(seed=0, deterministic=True)
     cfg.work_dir = str(work_dir)

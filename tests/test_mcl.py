@@ -86,6 +86,23 @@ def test_real_pyramid_maps_have_one_cell_per_tile(backbone, tmp_path, one_torch_
     assert [p.shape[0] for p in predictions] == [n * r * r for n, r in zip(counts, RATIOS)]
 
 
+def test_every_batch_norm_of_the_shipped_config_is_sync_bn(tmp_path):
+    """Student and momentum encoder: SyncBN everywhere, built in (mmengine's
+    ``sync_bn='torch'`` conversion fails on the encoder's buffer weights)."""
+    from mmengine.model import convert_sync_batchnorm
+    from torch.nn.modules.batchnorm import _BatchNorm
+    model = MODELS.build(tiny_mcl_cfg('r50', tmp_path, tmp_path).model)
+    norms = {n: type(m) for n, m in model.named_modules() if isinstance(m, _BatchNorm)}
+    assert any(n.startswith('teacher.') for n in norms)
+    assert any(n.startswith('predictors.') for n in norms)
+    assert all(issubclass(t, torch.nn.SyncBatchNorm) for t in norms.values()), norms
+    with pytest.raises(TypeError, match='as parameter'):
+        convert_sync_batchnorm(MODELS.build(dict(
+            tiny_mcl_cfg('r50', tmp_path, tmp_path).model,
+            backbone=dict(type='ResNet', depth=18, stem_channels=8, base_channels=8,
+                          out_indices=(0, 1, 2, 3)))), 'torch')
+
+
 # ------------------------------------------------------------------- loss --
 def _hand_ce(logits, label):
     """-log softmax(logits)[label] with plain Python floats."""

@@ -8,6 +8,10 @@ custom_imports = dict(imports=['hvp_mtl', 'mmdet.models'], allow_failed_imports=
 
 img_size = 224
 fpn_channels = 256
+# SyncBN in every BatchNorm of the network (backbone, FPN, head convs and MLPs, predictors; the
+# momentum encoder copies them). Not `sync_bn = 'torch'`: it cannot convert the momentum encoder,
+# whose weights are buffers.
+norm_cfg = dict(type='SyncBN')
 
 model = dict(
     type='MCL',
@@ -16,23 +20,21 @@ model = dict(
         mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True,
         non_blocking=True),
     backbone=dict(type='ResNet', depth=50, out_indices=(0, 1, 2, 3), zero_init_residual=False,
-                  norm_cfg=dict(type='BN')),
+                  norm_cfg=norm_cfg),
     neck=dict(type='mmdet.FPN', in_channels=[256, 512, 1024, 2048], out_channels=fpn_channels,
-              num_outs=4, norm_cfg=dict(type='BN')),
+              num_outs=4, norm_cfg=norm_cfg),
     # 4 x (conv3x3 + BN + ReLU) per 7x7 cell, avg-pool, MLP 256 -> 2048 (BN, ReLU) -> 256, BN1d
     cell_head=dict(type='MCLCellHead', in_channels=fpn_channels, num_convs=4,
                    cell_size=img_size // 32, hidden_channels=2048, out_channels=256,
-                   norm_cfg=dict(type='BN')),
+                   norm_cfg=norm_cfg, mlp_norm_cfg=norm_cfg),
     predictors=dict(type='MCLPredictors', num_levels=4, in_channels=256, hidden_channels=2048,
-                    out_channels=256),
+                    out_channels=256, norm_cfg=norm_cfg),
     loss=dict(type='MultiLevelContrastiveLoss', level_weights=[1 / 2, 1 / 4, 1 / 8, 1 / 8],
               temperature=1.0),
     ratios=[1, 2, 4, 8],
     batch_divisors=[1, 4, 16, 32],  # 128 -> [128, 32, 8, 4] images per level and GPU
     base_momentum=0.99,
     end_momentum=1.0)
-# every BatchNorm (backbone, FPN, head, MLPs; the momentum encoder too) becomes SyncBN under DDP
-sync_bn = 'torch'
 
 # data: views 0-3 with BYOL's first augmentation set (blur 1.0, no solarize), views 4-7 with the
 # second (blur 0.1, solarize 0.2); query branch = views 0-3, key branch = views 4-7

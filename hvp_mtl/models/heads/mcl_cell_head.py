@@ -14,7 +14,7 @@ from typing import List, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmcv.cnn import ConvModule
+from mmcv.cnn import ConvModule, build_norm_layer
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
@@ -47,18 +47,23 @@ def cut_cells(feature: torch.Tensor, cell_size: int) -> torch.Tensor:
 
 
 def projection_mlp(in_channels: int, hidden_channels: int, out_channels: int,
-                   last_bn: bool) -> nn.Sequential:
+                   last_bn: bool, norm_cfg: dict) -> nn.Sequential:
     """``fc0 -> bn0 -> relu -> fc1 [-> bn1 (affine=False)]``.
 
     Norms are named ``bn*`` so that one ``custom_keys`` entry (``'bn'``)
-    exempts every batch norm from weight decay and LARS adaptation.
+    exempts every batch norm from weight decay and LARS adaptation;
+    ``norm_cfg`` is ``BN1d`` or ``SyncBN`` (a model with a
+    ``MomentumTeacher`` cannot be converted by ``sync_bn='torch'`` later: the
+    teacher's weights are buffers).
     """
     layers = OrderedDict(
         fc0=nn.Linear(in_channels, hidden_channels),
-        bn0=nn.BatchNorm1d(hidden_channels), relu=nn.ReLU(inplace=True),
+        bn0=build_norm_layer(norm_cfg, hidden_channels)[1],
+        relu=nn.ReLU(inplace=True),
         fc1=nn.Linear(hidden_channels, out_channels))
     if last_bn:
-        layers['bn1'] = nn.BatchNorm1d(out_channels, affine=False)
+        layers['bn1'] = build_norm_layer(dict(norm_cfg, affine=False),
+                                         out_channels)[1]
     return nn.Sequential(layers)
 
 
@@ -73,12 +78,14 @@ class MCLCellHead(BaseModule):
         hidden_channels (int): MLP width. Defaults to 2048.
         out_channels (int): Embedding width. Defaults to 256.
         norm_cfg (dict): Norm of the convs. Defaults to ``BN``.
+        mlp_norm_cfg (dict): Norm of the MLP. Defaults to ``BN1d``.
         init_cfg (dict | list, optional): Initialisation config.
     """
 
     def __init__(self, in_channels: int = 256, num_convs: int = 4,
                  cell_size: int = 7, hidden_channels: int = 2048,
                  out_channels: int = 256, norm_cfg: dict = dict(type='BN'),
+                 mlp_norm_cfg: dict = dict(type='BN1d'),
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.cell_size = cell_size
@@ -86,7 +93,7 @@ class MCLCellHead(BaseModule):
             ConvModule(in_channels, in_channels, 3, padding=1,
                        norm_cfg=norm_cfg) for _ in range(num_convs))
         self.mlp = projection_mlp(in_channels, hidden_channels, out_channels,
-                                  last_bn=True)
+                                  last_bn=True, norm_cfg=mlp_norm_cfg)
 
     def forward(self, features: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         """Cell embeddings of several maps in one pass.
@@ -116,16 +123,18 @@ class MCLPredictors(BaseModule):
         in_channels (int): Defaults to 256.
         hidden_channels (int): Defaults to 2048.
         out_channels (int): Defaults to 256.
+        norm_cfg (dict): Norm of the MLPs. Defaults to ``BN1d``.
         init_cfg (dict | list, optional): Initialisation config.
     """
 
     def __init__(self, num_levels: int = 4, in_channels: int = 256,
                  hidden_channels: int = 2048, out_channels: int = 256,
-                 init_cfg=None) -> None:
+                 norm_cfg: dict = dict(type='BN1d'), init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.levels = nn.ModuleList(
             projection_mlp(in_channels, hidden_channels, out_channels,
-                           last_bn=False) for _ in range(num_levels))
+                           last_bn=False, norm_cfg=norm_cfg)
+            for _ in range(num_levels))
 
     def forward(self, embeddings: List[torch.Tensor]) -> List[torch.Tensor]:
         """L2-normalised predictions, one ``[n_i, out]`` per level."""
