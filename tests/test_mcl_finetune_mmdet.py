@@ -114,3 +114,19 @@ def test_missing_neck_key_stops_the_run_with_a_listing(mcl_export, demo_world, t
                                            r'\(lateral_convs\.1\.conv\.weight\)'):
         runner.train()
     init_default_scope('mmpretrain')
+
+
+def test_exporting_a_checkpoint_without_mcl_parts_names_what_is_missing(mcl_export, tmp_path):
+    """A backbone-only algorithm (no FPN / cell head) is refused with the missing prefix."""
+    ckpt = torch.load(mcl_export['path'].parent / 'iter_2.pth', map_location='cpu',
+                      weights_only=True)
+    ckpt['state_dict'] = {k: v for k, v in ckpt['state_dict'].items()
+                          if k.startswith(('backbone.', 'teacher.backbone.', 'teacher.steps'))}
+    src = tmp_path / 'backbone_only.pth'
+    torch.save(ckpt, src)
+    error, _ = export_in_process('--format', 'mmdet-mcl', src, tmp_path / 'out.pth')
+    assert error and 'no teacher neck (no "teacher.neck.*" key)' in error, error
+    assert not (tmp_path / 'out.pth').exists()
+    error, _ = export_in_process('--format', 'mmdet-mcl', '--weights', 'student', src,
+                                 tmp_path / 'out.pth')
+    assert error and 'no student neck (no "neck.*" key)' in error, error
