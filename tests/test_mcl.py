@@ -19,6 +19,7 @@ from hvp_mtl.models.heads.mcl_cell_head import cut_cells
 from hvp_mtl.models.losses import MultiLevelContrastiveLoss
 from hvp_mtl.models.losses.multi_level_contrastive_loss import gather_targets
 from mcl_tiny import IMG_SIZE, tiny_mcl_cfg
+from reference_impls import mcl_cells, mcl_head_loss, mcl_random_combine_img
 from test_resume import assert_same_state, snapshot, train
 
 RATIOS = (1, 2, 4, 8)
@@ -101,6 +102,32 @@ def test_every_batch_norm_of_the_shipped_config_is_sync_bn(tmp_path):
             tiny_mcl_cfg('r50', tmp_path, tmp_path).model,
             backbone=dict(type='ResNet', depth=18, stem_channels=8, base_channels=8,
                           out_indices=(0, 1, 2, 3)))), 'torch')
+
+
+def test_montage_and_cells_equal_the_official_code():
+    """Same random draws: our montage and tile labels equal the official
+    ``random_combine_img``; our cells equal its head's cell split."""
+    images = torch.randn(6, 3, 64, 64)
+    for ratio in (2, 4, 8):
+        torch.manual_seed(ratio)
+        official = mcl_random_combine_img(images, 3, ratio)
+        torch.manual_seed(ratio)
+        ours = build_montage(images, 3, ratio)
+        assert torch.equal(ours[0], official[0]) and torch.equal(ours[1], official[1])
+    fmap = torch.randn(3, 5, 8, 8)
+    assert torch.equal(cut_cells(fmap, 2), mcl_cells(fmap, 2))
+
+
+def test_loss_equals_the_official_head_summed_over_levels():
+    gen = torch.Generator().manual_seed(1)
+    weights = (0.5, 0.25, 0.125, 0.125)
+    preds = [F.normalize(torch.randn(n, 16, generator=gen), dim=1) for n in (4, 4, 4, 8)]
+    targets = torch.randn(4, 16, generator=gen)
+    labels = [torch.randint(0, 4, (p.shape[0], ), generator=gen) for p in preds]
+    ours = MultiLevelContrastiveLoss(weights, 0.2)(preds, targets, labels)
+    for i, (p, y, w) in enumerate(zip(preds, labels, weights)):
+        official = mcl_head_loss(p, F.normalize(targets, dim=1), y, w, T=0.2)
+        torch.testing.assert_close(ours[f'level_{i}'], official, rtol=1e-6, atol=0)
 
 
 # ------------------------------------------------------------------- loss --
