@@ -72,17 +72,26 @@ def test_every_tile_maps_to_exactly_one_cell_of_its_pyramid_level(size, cell):
             assert torch.equal(c, torch.full_like(c, float(label + 1)))
 
 
-@pytest.mark.parametrize('backbone', ['r50', 'swin'])
-def test_real_pyramid_maps_have_one_cell_per_tile(backbone, tmp_path, one_torch_thread):
-    """The FPN maps of the real (tiny) networks: level i's map P_{5-i} is
-    ``cell * r_i`` wide, so the head returns one embedding per tile."""
+@pytest.mark.parametrize('backbone,size', [('r50', IMG_SIZE), ('swin', IMG_SIZE),
+                                           ('r50', 224), ('swin', 224)])
+def test_real_pyramid_maps_have_one_cell_per_tile(backbone, size, tmp_path, one_torch_thread):
+    """The FPN maps of the real networks (narrow; at 224 px a depth-50 ResNet
+    and a window-7 Swin with cell 7): level i's map P_{5-i} is ``cell * r_i``
+    wide, so the head returns one embedding per tile."""
     cfg = tiny_mcl_cfg(backbone, tmp_path, tmp_path)
+    if size == 224:
+        if backbone == 'r50':
+            cfg.model.backbone.depth = 50
+            cfg.model.neck.in_channels = [32, 64, 128, 256]
+        else:
+            cfg.model.backbone.update(img_size=224, window_size=7)
+        cfg.model.cell_head.cell_size = 7
     model = MODELS.build(cfg.model)
-    maps = model.extract_feat(torch.randn(2, 3, IMG_SIZE, IMG_SIZE))
+    maps = model.extract_feat(torch.randn(2, 3, size, size))
     cell = cfg.model.cell_head.cell_size
     assert [m.shape[-1] for m in maps[::-1]] == [cell * r for r in RATIOS]
     counts = [2, 1, 1, 1]
-    images = torch.randn(sum(counts), 3, IMG_SIZE, IMG_SIZE)
+    images = torch.randn(sum(counts), 3, size, size)
     predictions = model._predict(images, counts)
     assert [p.shape[0] for p in predictions] == [n * r * r for n, r in zip(counts, RATIOS)]
 
