@@ -96,6 +96,26 @@ def test_real_pyramid_maps_have_one_cell_per_tile(backbone, size, tmp_path, one_
     assert [p.shape[0] for p in predictions] == [n * r * r for n, r in zip(counts, RATIOS)]
 
 
+def test_head_passes_differ_only_in_batch_statistics(tmp_path, one_torch_thread):
+    """``head_pass='joint'`` and ``'per_level'``: the same embeddings with
+    running statistics (eval), different ones with batch statistics (train)."""
+    cfg = tiny_mcl_cfg('r50', tmp_path, tmp_path)
+    joint = MODELS.build(cfg.model)
+    per_level = MODELS.build(dict(cfg.model, head_pass='per_level'))
+    per_level.load_state_dict(joint.state_dict())
+    counts = [2, 1, 1, 1]
+    images = torch.randn(sum(counts), 3, IMG_SIZE, IMG_SIZE)
+    for model in (joint, per_level):
+        model.eval()
+    for a, b in zip(joint._predict(images, counts), per_level._predict(images, counts)):
+        torch.testing.assert_close(a, b)
+    for model in (joint, per_level):
+        model.train()
+    pairs = list(zip(joint._predict(images, counts), per_level._predict(images, counts)))
+    assert all(a.shape == b.shape for a, b in pairs)
+    assert not all(torch.allclose(a, b) for a, b in pairs)
+
+
 def test_every_batch_norm_of_the_shipped_config_is_sync_bn(tmp_path):
     """Student and momentum encoder: SyncBN everywhere, built in (mmengine's
     ``sync_bn='torch'`` conversion fails on the encoder's buffer weights)."""

@@ -71,6 +71,10 @@ class MCL(BaseSelfSupervisor):
         batch_divisors (Sequence[int]): ``n_i = ceil(B / d_i)``, first 1.
         base_momentum (float): EMA momentum at iteration 0 (0.99).
         end_momentum (float): EMA momentum at the last iteration (1.0).
+        head_pass (str): ``'joint'``: the cells of all levels of a branch
+            through the cell head in one pass (its BN statistics over all
+            tiles); ``'per_level'``: one pass per level (statistics per
+            pyramid level, as the official head). Defaults to ``'joint'``.
         data_preprocessor (dict, optional): ``SelfSupDataPreprocessor``.
         init_cfg (dict, optional): Initialisation config.
     """
@@ -85,6 +89,7 @@ class MCL(BaseSelfSupervisor):
                  batch_divisors: Sequence[int] = (1, 4, 16, 32),
                  base_momentum: float = 0.99,
                  end_momentum: float = 1.0,
+                 head_pass: str = 'joint',
                  data_preprocessor=None,
                  init_cfg=None) -> None:
         if len(ratios) != len(batch_divisors) or ratios[0] != 1 or (
@@ -95,6 +100,9 @@ class MCL(BaseSelfSupervisor):
         if not 0. <= base_momentum <= end_momentum <= 1.:
             raise ValueError('need 0 <= base_momentum <= end_momentum <= 1, '
                              f'got {base_momentum}, {end_momentum}')
+        if head_pass not in ('joint', 'per_level'):
+            raise ValueError("head_pass must be 'joint' or 'per_level', got "
+                             f'{head_pass!r}')
         super().__init__(backbone=backbone, neck=neck,
                          data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
@@ -105,6 +113,7 @@ class MCL(BaseSelfSupervisor):
         self.batch_divisors = tuple(int(d) for d in batch_divisors)
         self.base_momentum = float(base_momentum)
         self.end_momentum = float(end_momentum)
+        self.head_pass = head_pass
         self.teacher = MomentumTeacher(self._students(),
                                        momentum=min(base_momentum, 0.999999))
 
@@ -144,7 +153,9 @@ class MCL(BaseSelfSupervisor):
         starts = [sum(counts[:i]) for i in range(len(counts))]
         slices = [fmap[s:s + n] for fmap, s, n in zip(per_level, starts,
                                                       counts)]
-        return self.predictors(self.cell_head(slices))
+        if self.head_pass == 'joint':
+            return self.predictors(self.cell_head(slices))
+        return self.predictors([self.cell_head([s])[0] for s in slices])
 
     @torch.no_grad()
     def _targets(self, images: torch.Tensor, batch: int) -> torch.Tensor:
