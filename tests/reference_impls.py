@@ -16,6 +16,11 @@ Sources:
 * SwAV -- facebookresearch/swav, commit
   5e073db0cc69dea22aa75e92bfdd75011e888f28, ``main_swav.py``:
   ``distributed_sinkhorn`` and the loss of ``train()``.
+* MCL -- GuoQiushan/MCL, commit 1912aa90885d14f83c705490b3e91ee5d2221030:
+  ``MCL.random_combine_img`` (``openselfsup/models/mcl.py``), the cell split
+  of ``DetConvGpNonLinearHead.forward`` (``openselfsup/models/necks.py``)
+  and the loss of ``LatentMultiPredictContrastHead.forward``
+  (``openselfsup/models/heads/latent_pred_head.py``).
 """
 import numpy as np
 import torch
@@ -153,3 +158,37 @@ def swav_training_loss(output,
         loss += subloss / (np.sum(nmb_crops) - 1)
     loss /= len(crops_for_assign)
     return loss
+
+
+def mcl_random_combine_img(img, batch_size, downsample_ratio=2):
+    """MCL ``random_combine_img``: (montages, tile labels)."""
+    num_per_img = int(downsample_ratio ** 2)
+    n_h, n_w = downsample_ratio, downsample_ratio
+    num_img, C = img.shape[0], img.shape[1]
+    random_idx = torch.randperm(num_per_img * batch_size, device=img.device)
+    random_idx = torch.fmod(random_idx, num_img).long()
+    img_downsampled = F.interpolate(img, scale_factor=1. / downsample_ratio)
+    img_downsampled = img_downsampled.type(img.type())
+    img_ds = img_downsampled[random_idx]
+    H, W = img_ds.shape[2], img_ds.shape[3]
+    img_ds = img_ds.reshape(batch_size, n_h, n_w, C, H, W)
+    img_ds = img_ds.permute(0, 3, 1, 4, 2, 5).contiguous()
+    img_ds = img_ds.reshape(batch_size, C, n_h * H, n_w * W)
+    gt_label = torch.arange(num_img, device=img.device)
+    return img_ds, gt_label[random_idx]
+
+
+def mcl_cells(cls_feat, avg_size):
+    """The cell split of MCL ``DetConvGpNonLinearHead.forward``."""
+    batch_size, c = cls_feat.shape[0], cls_feat.shape[1]
+    n_h, n_w = cls_feat.shape[2] // avg_size, cls_feat.shape[3] // avg_size
+    cls_feat = cls_feat.reshape(batch_size, c, n_h, avg_size, n_w, avg_size)
+    return cls_feat.permute(0, 2, 4, 1, 3, 5).reshape(-1, c, avg_size, avg_size)
+
+
+def mcl_head_loss(pred_norm, target_norm, labels, loss_weight, T=1.0):
+    """The loss of MCL ``LatentMultiPredictContrastHead.forward`` (after its
+    predictor and L2 normalisation)."""
+    logits = torch.einsum('nc,mc->nm', [pred_norm, target_norm])
+    return nn.CrossEntropyLoss()(logits / T, labels) * (2 * T) * loss_weight
+

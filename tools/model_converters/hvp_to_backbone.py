@@ -15,6 +15,8 @@ Usage::
         work_dirs/hvp_swin-b/epoch_30.pth work_dirs/hvp_swin-b/backbone.pth
     python tools/model_converters/hvp_to_backbone.py --format timm \\
         work_dirs/hvp_swin-b/epoch_30.pth work_dirs/hvp_swin-b/backbone_timm.pth
+    python tools/model_converters/hvp_to_backbone.py --format mmdet-mcl \\
+        work_dirs/mcl_r50/epoch_100.pth work_dirs/mcl_r50/detector.pth
 """
 import argparse
 import os.path as osp
@@ -33,10 +35,11 @@ def parse_args(argv=None):
         '--weights', choices=['teacher', 'student'], default='teacher',
         help='export the EMA teacher (default, smoother) or the student backbone')
     parser.add_argument(
-        '--format', choices=['mmpretrain', 'timm'], default='mmpretrain',
+        '--format', choices=['mmpretrain', 'timm', 'mmdet-mcl'], default='mmpretrain',
         help='mmpretrain: {"state_dict": {"backbone.*": ...}} for mmpretrain / '
         'mmdet / mmseg configs (default); timm: the state dict of the matching '
-        'timm model (create_model(NAME, num_classes=0))')
+        'timm model (create_model(NAME, num_classes=0)); mmdet-mcl: backbone, FPN '
+        'and cell-head convs of an MCL checkpoint for a 4conv1fc mmdet detector')
     return parser.parse_args(argv)
 
 
@@ -45,6 +48,9 @@ def convert(src, dst, weights='teacher', fmt='mmpretrain', file=sys.stdout):
     if fmt == 'timm':
         from hvp_mtl.apis.timm_export import export_timm
         return export_timm(src, dst, weights, file=file)
+    if fmt == 'mmdet-mcl':
+        from hvp_mtl.apis.mcl_export import export_mcl_detector
+        return export_mcl_detector(src, dst, weights, file=file)
     from hvp_mtl.apis.backbone_export import export_backbone
     return export_backbone(src, dst, weights, file=file)
 

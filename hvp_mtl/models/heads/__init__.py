@@ -1,10 +1,11 @@
 """Task heads of HVP-MTL: multi-label decoder, SwAV clustering, SimMIM decoder."""
 from .label_decoder_layer import LabelDecoderLayer, SDPAttention
+from .mcl_cell_head import MCLCellHead, MCLPredictors
 from .mim_linear_decoder_head import MIMLinearDecoderHead
 from .multilabel_decoder_head import MultiLabelDecoderHead
 from .swav_clustering_head import SwAVClusteringHead
 
 __all__ = [
-    'LabelDecoderLayer', 'MIMLinearDecoderHead', 'MultiLabelDecoderHead',
+    'LabelDecoderLayer', 'MCLCellHead', 'MCLPredictors', 'MIMLinearDecoderHead', 'MultiLabelDecoderHead',
     'SDPAttention', 'SwAVClusteringHead'
 ]
