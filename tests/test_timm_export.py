@@ -25,7 +25,8 @@ from hvp_mtl.apis.timm_keys import swin_to_timm
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / 'configs' / 'pretrain').glob('*.py'))
+#: HVP-MTL's pre-training configs (MCL's have their own export formats).
+CONFIGS = sorted((ROOT / 'configs' / 'pretrain').glob('hvp_*.py'))
 ABLATIONS = sorted((ROOT / 'configs' / 'pretrain' / 'ablations').glob('hvp_*.py'))
 EXPECTED_NAME = {'hvp_swin-t.py': 'swin_tiny_patch4_window7_224',
                  'hvp_swin-s.py': 'swin_small_patch4_window7_224',
