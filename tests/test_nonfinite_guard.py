@@ -222,3 +222,24 @@ def test_one_gradient_norm_and_one_host_sync_per_step(monkeypatch, wrapper):
             for a, b in zip(model.parameters(), reference.parameters()):
                 assert torch.equal(a, b)  # bit-identical to clip_grad_norm_ + step
     assert ours.total_nonfinite == 0
+
+
+def test_amp_flag_on_the_shipped_bf16_config_adds_no_loss_scaler(tmp_path):
+    """``tools/train.py configs/pretrain/hvp_swin-b.py --amp`` (what
+    test_dist_launch's 64-GPU plan prints) keeps bf16 without a loss scaler."""
+    import importlib.util
+
+    from mmengine.config import Config
+    root = pathlib.Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location('hvp_train_tool', root / 'tools' / 'train.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    config = root / 'configs' / 'pretrain' / 'hvp_swin-b.py'
+    cfg = tool.merge_args(Config.fromfile(str(config)), tool.parse_args(
+        [str(config), '--amp', '--work-dir', str(tmp_path)]))
+    assert cfg.optim_wrapper.type == 'GuardedAmpOptimWrapper'
+    assert 'loss_scale' not in cfg.optim_wrapper
+    wrapper_cfg = {k: v for k, v in cfg.optim_wrapper.items() if k != 'paramwise_cfg'}
+    wrapper_cfg['optimizer'] = dict(wrapper_cfg['optimizer'], fused=False)
+    wrapper = build_optim_wrapper(nn.Linear(4, 2), wrapper_cfg)
+    assert wrapper.cast_dtype == torch.bfloat16 and not wrapper.loss_scaler.is_enabled()

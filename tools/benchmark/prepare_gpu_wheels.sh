@@ -21,7 +21,8 @@ WHEELS=(
   # mmengine.utils.package_utils uses pkg_resources (mmpretrain:: base configs)
   "setuptools<70"
   # mmpretrain
-  einops mat4py modelindex ordered-set markdown click importlib-metadata zipp
+  einops mat4py modelindex model-index ordered-set markdown click importlib-metadata zipp
+  lazy-importer tzdata
 )
 pip download --no-deps --only-binary=:all: --python-version "$PY" \
     --implementation cp --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
