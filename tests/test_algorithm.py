@@ -3,10 +3,11 @@ import math
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, set_random_seed
 from mmpretrain.registry import MODELS
-from tiny_configs import tiny_pretrain_cfg
+from tiny_configs import ROOT, tiny_pretrain_cfg
 
 LOSSES = ('loss_mlc', 'loss_swav', 'loss_mim', 'loss_distill')
 
@@ -116,6 +117,42 @@ def test_every_student_parameter_gets_a_gradient(backbone, pretrain_root):
                 assert param.grad is None  # frozen for the first iteration (documented)
             else:
                 assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+PRETRAIN_CONFIGS = sorted((ROOT / 'configs' / 'pretrain').rglob('hvp_*.py'))
+
+
+@pytest.mark.parametrize('path', PRETRAIN_CONFIGS,
+                         ids=[p.relative_to(ROOT / 'configs').as_posix() for p in PRETRAIN_CONFIGS])
+def test_every_trainable_parameter_is_used_as_ddp_assumes(path, pretrain_root):
+    """The configs run DDP with find_unused_parameters=False: with each config's
+    objectives (ablations included) every trainable parameter gets a gradient,
+    and frozen SwAV prototypes stay in the graph (their gradient is cleared after
+    backward, so DDP still sees them used)."""
+    shipped = Config.fromfile(str(path))
+    assert shipped.model_wrapper_cfg.find_unused_parameters is False
+    assert shipped.model_wrapper_cfg.broadcast_buffers is False
+    backbone = 'vit' if 'vit' in path.name else 'swin'
+    cfg = tiny_pretrain_cfg(backbone, data_root=pretrain_root)
+    cfg.model.loss_weights = shipped.model.loss_weights
+    model, data = _model_and_batch(cfg)
+    for frozen in (True, False):
+        used = set()
+        if model.swav_head is not None:
+            model.swav_head.freeze_prototypes_iters = 1 if frozen else 0
+        model.zero_grad(set_to_none=True)
+        hooks = [p.register_hook(lambda g, n=n: used.add(n))
+                 for n, p in model.named_parameters() if p.requires_grad]
+        _total(model(**data, mode='loss')).backward()
+        for hook in hooks:
+            hook.remove()
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        assert used == trainable, sorted(trainable - used)
+        with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
+        prototypes = {'swav_head.prototypes.weight'} & trainable
+        assert with_grad == (trainable - prototypes if frozen else trainable)
+    if shipped.model.loss_weights.get('mim', 1.) == 0:
+        assert not model.backbone.mask_token.requires_grad  # nothing is masked
 
 
 def test_overfitting_one_batch_halves_the_loss(pretrain_root):

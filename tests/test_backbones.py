@@ -158,3 +158,54 @@ def test_gradient_checkpointing_gives_same_gradients(kind):
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize('shift', [0, 2], ids=['regular', 'shifted'])
+def test_sdpa_window_attention_equals_mmpretrain_window_msa(shift):
+    """SDPAWindowMSA inside mmpretrain's ShiftWindowMSA equals its WindowMSA:
+    outputs and every gradient (relative position bias table included)."""
+    from mmpretrain.models.utils.attention import ShiftWindowMSA
+
+    from hvp_mtl.models.backbones.sdpa_window_msa import SDPAWindowMSA
+    cfg = dict(embed_dims=32, num_heads=4, window_size=4, shift_size=shift)
+    reference = _randomise(ShiftWindowMSA(**cfg))
+    ours = ShiftWindowMSA(**cfg, window_msa=SDPAWindowMSA)
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(3, 12 * 12, 32)  # 9 windows of 4 x 4 per image
+    x_ref, x_ours = x.clone().requires_grad_(), x.clone().requires_grad_()
+    expected, out = reference(x_ref, (12, 12)), ours(x_ours, (12, 12))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    weights = torch.randn_like(out)
+    (expected * weights).sum().backward()
+    (out * weights).sum().backward()
+    torch.testing.assert_close(x_ours.grad, x_ref.grad, atol=1e-5, rtol=1e-5)
+    grads = dict(reference.named_parameters())
+    for name, param in ours.named_parameters():
+        torch.testing.assert_close(param.grad, grads[name].grad, atol=1e-5, rtol=1e-5,
+                                   msg=lambda m, n=name: f'{n}: {m}')
+
+
+def test_every_sdpa_call_of_a_swin_forward_is_4d(monkeypatch):
+    """PyTorch's fused (flash / memory-efficient) kernels take 4-D q/k/v only;
+    a 5-D call falls back to the math kernel, which materialises the map."""
+    calls = []
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def recording(query, key, value, attn_mask=None, **kwargs):
+        calls.append((tuple(query.shape), tuple(key.shape), tuple(value.shape),
+                      None if attn_mask is None else tuple(attn_mask.shape)))
+        return original(query, key, value, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, 'scaled_dot_product_attention', recording)
+    torch.manual_seed(0)
+    model = MaskedSwinTransformer(use_sdpa=True, out_indices=(3, ), **SWIN)
+    model(torch.randn(2, 3, 64, 64), _random_mask(2, 16))[-1].sum().backward()
+    assert len(calls) == sum(SWIN['arch']['depths'])  # one call per block
+    assert not [c for c in calls if len(c[0]) != 4], calls
+    # windows x heads [batch, heads] per block: stage resolutions 16, 8, 4, 2 with
+    # window 2; the second block of stages 1-3 is shifted (stage 4 is one window)
+    windows_heads = [(2 * 64, 1), (2, 64 * 1), (2 * 16, 2), (2, 16 * 2),
+                     (2 * 4, 2), (2, 4 * 2), (2, 4), (2, 4)]
+    assert [c[0][:2] for c in calls] == windows_heads
+    # bias (+ per-window shift mask folded with the heads), broadcast over axis 0
+    assert all(mask == (1, query[1], 4, 4) for query, _, _, mask in calls)

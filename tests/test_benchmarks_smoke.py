@@ -6,10 +6,13 @@ numbers themselves are hardware-dependent and live in docs/PERFORMANCE.md.
 """
 import json
 import math
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP_CASES = ('full', 'no-mlc', 'no-swav', 'no-mim', 'no-distill', 'floor', 'simmim')
@@ -74,3 +77,45 @@ def test_data_pipeline_benchmark_reports_rate_and_cores(tmp_path):
     assert math.isclose(float(cores.group(1)), 200 / float(rate.group(1)), rel_tol=0.05,
                         abs_tol=0.1)
     assert 'views (3, 224, 224), mask (56, 56)' in stdout  # the Swin-B config's views
+
+
+def test_gpu_suite_dry_run_on_cpu(tmp_path):
+    """tools/benchmark/gpu_suite.sh --device cpu: every part of the GPU suite at
+    tiny sizes (the shipped Swin-B config's run with tiny model overrides)."""
+    env = dict(os.environ, PYTHON=sys.executable)
+    out = subprocess.run(['bash', 'tools/benchmark/gpu_suite.sh', '--device', 'cpu',
+                          '--results', str(tmp_path)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    lines = dict(line[len('SUITE '):].split('=', 1) for line in out.stdout.splitlines()
+                 if line.startswith('SUITE ') and '=' in line)
+    results = json.loads((tmp_path / 'gpu_suite.json').read_text())
+    for case in ('full', 'floor', 'simmim'):
+        stats = results['a_eager'][case]
+        assert stats['ms_per_step'] > 0 and stats['images_per_s'] > 0, stats
+        assert float(lines[f'a_eager.{case}.ms_per_step']) > 0
+    assert math.isfinite(results['a_eager']['full/floor']['median'])
+    assert 'skipped' in results['a_compiled']  # no Inductor build on a CPU
+    train = results['c_training']
+    assert train['iterations'] == 3 and train['num_classes'] == 11166
+    assert train['optim_wrapper'] == 'GuardedAmpOptimWrapper'
+    assert train['dtype'] == 'torch.bfloat16'
+    checks = results['checks']
+    for key in ('training_losses_finite', 'training_no_skipped_step',
+                'training_teacher_moved', 'training_no_loss_scaler', 'sdpa_all_4d'):
+        assert checks[key] is True, (key, results)
+    assert results['b_sdpa']['qkv_rank_counts'] == {'4': sum(
+        results['b_sdpa']['sdpa_backends'].values())}
+    hours = results['d_projection']['a_eager.full']['hours_30ep_64gpu']
+    rate = results['a_eager']['full']['images_per_s']
+    assert hours == pytest.approx(30 * 17.6e6 / (64 * rate) / 3600)
+
+
+def test_ddp_find_unused_comparison_runs(tmp_path):
+    stdout = run_script('tools/benchmark/ddp_unused.py', '--backbone', 'tiny',
+                        '--iters', '2', '--warmup', '0', '--num-classes', '24')
+    rows = table_rows(stdout)
+    for flag in ('True', 'False'):
+        assert float(rows[f'find_unused_parameters={flag}'][0]) > 0
+    ratio = re.search(r'ratio True / False: ([0-9.]+)', stdout)
+    assert ratio and float(ratio.group(1)) > 0

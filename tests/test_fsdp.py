@@ -11,8 +11,9 @@ import subprocess
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
-from mmpretrain.registry import MODELS
+from mmpretrain.registry import HOOKS, MODELS
 from test_dist_launch import DIST_TRAIN, ROOT, _env, _free_port, _log
 from test_resume import scale_cfg
 
@@ -30,14 +31,30 @@ def _initial_weights(cfg, path):
     torch.save(dict(state_dict=model.state_dict()), path)
 
 
-def _write(tmp_path, name, data_root, fsdp, custom_hooks=()):
+@HOOKS.register_module(force=True)
+class LogForwardDtypesHook(Hook):
+    """Log the dtype a student weight has inside forward (FSDP's all-gather)
+    and the dtype of its sharded master copy and gradient after the step."""
+
+    def before_train(self, runner):
+        module = runner.model.module.backbone.patch_embed.projection
+        module.register_forward_pre_hook(lambda m, args: runner.logger.info(
+            f'forward weight dtype: {m.weight.dtype}'))
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        params = [p for p in runner.model.parameters() if p.numel()]
+        runner.logger.info(f'master weight dtypes: {sorted({str(p.dtype) for p in params})}; '
+                           f'loss {float(outputs["loss"]):.4f}')
+
+
+def _write(tmp_path, name, data_root, fsdp, custom_hooks=(), shipped_precision=False):
     cfg = scale_cfg(tmp_path / name, data_root, iters=ITERS, ckpt_interval=2,
                     num_images=8)
     init = tmp_path / 'init.pth'
     if not init.exists():
         _initial_weights(cfg, init)
     cfg.load_from = str(init)
-    cfg.custom_imports = dict(imports=['hvp_mtl', 'test_resume'],
+    cfg.custom_imports = dict(imports=['hvp_mtl', 'test_resume', 'test_fsdp'],
                               allow_failed_imports=False)
     cfg.custom_hooks.extend(custom_hooks)
     if fsdp:
@@ -45,6 +62,10 @@ def _write(tmp_path, name, data_root, fsdp, custom_hooks=()):
         cfg.runner_type = shipped.runner_type
         cfg.strategy = shipped.strategy
         cfg.strategy.model_wrapper.device_id = 'cpu'
+        if shipped_precision:  # bf16 all-gathers need the config's bf16 autocast
+            cfg.optim_wrapper.update(type='GuardedAmpOptimWrapper', dtype='bfloat16')
+        else:  # fp32 all-gathers: the run must equal the fp32 DDP run
+            cfg.strategy.model_wrapper.mixed_precision = None
         # the shipped 'full' offloads to the CPU, which CPU tensors do not need
         cfg.strategy.state_dict_cfg = dict(
             state_dict_type='FULL_STATE_DICT',
@@ -137,3 +158,49 @@ def test_fsdp_kill_and_resume_equals_the_uninterrupted_run(runs):
     for key, value in expected.items():
         torch.testing.assert_close(got[key], value, atol=0, rtol=0,
                                    msg=lambda m, k=key: f'{k}: {m}')
+
+
+def test_fsdp_all_gathers_bf16_parameters_as_shipped(runs):
+    """The shipped MixedPrecision: bf16 weights inside forward (half the
+    all-gather traffic), fp32 sharded master weights, optimizer and checkpoint."""
+    tmp, data, _ = runs
+    shipped = Config.fromfile(str(FSDP_CONFIG)).strategy.model_wrapper.mixed_precision
+    assert shipped == dict(param_dtype='bfloat16', reduce_dtype='float32',
+                           buffer_dtype='float32')
+    proc = _launch(_write(tmp, 'bf16', data, fsdp=True, shipped_precision=True,
+                          custom_hooks=[dict(type='LogForwardDtypesHook')]))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = _log(tmp / 'bf16')
+    assert 'forward weight dtype: torch.bfloat16' in log
+    assert 'forward weight dtype: torch.float32' not in log
+    assert "master weight dtypes: ['torch.float32']" in log
+    state = _state(tmp / 'bf16', ITERS)
+    assert all(v.dtype == torch.float32 for k, v in state.items() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    assert int(state['teacher.steps']) == ITERS + 1
+
+
+def test_ddp_needs_no_unused_parameter_search_and_keeps_frozen_prototypes(runs):
+    """The DDP run of the fixture: find_unused_parameters=False as shipped, the
+    prototypes frozen for 2 iterations (in the graph, gradient cleared) did not
+    move until the freeze ended."""
+    tmp, _, done = runs
+    assert 'find_unused_parameters=False' in _log(done['ddp'])
+    init = torch.load(tmp / 'init.pth', map_location='cpu')['state_dict']
+    init = torch.nn.functional.normalize(init['swav_head.prototypes.weight'], dim=1)
+    frozen = _state(done['ddp'], 2)['swav_head.prototypes.weight']
+    torch.testing.assert_close(frozen, init, atol=1e-6, rtol=0)
+    trained = _state(done['ddp'], ITERS)['swav_head.prototypes.weight']
+    assert (trained - init).abs().max() > 1e-4
+
+
+def test_ddp_with_broadcast_buffers_is_refused(runs):
+    tmp, data, _ = runs
+    cfg = Config.fromfile(str(_write(tmp, 'broadcast', data, fsdp=False)))
+    cfg.model_wrapper_cfg.broadcast_buffers = True
+    path = tmp / 'broadcast_on.py'
+    cfg.dump(str(path))
+    proc = _launch(path)
+    assert proc.returncode != 0
+    assert 'model_wrapper_cfg.broadcast_buffers=True' in proc.stderr
+    assert "rank 0's SwAV queue" in proc.stderr

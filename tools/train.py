@@ -72,7 +72,10 @@ def merge_args(cfg, args):
             '`--amp` is not supported by the custom optim wrapper ' \
             f'{optim_wrapper}; set it in the config instead.'
         cfg.optim_wrapper.type = amp_types[optim_wrapper]
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        if cfg.optim_wrapper.type == 'AmpOptimWrapper':
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        # GuardedAmpOptimWrapper picks it: dynamic for fp16, none for bf16
+        # (which refuses a loss scaler)
 
     if args.resume == 'auto':
         cfg.resume = True

@@ -61,7 +61,8 @@ train_dataloader = dict(
 
 # optimisation
 optim_wrapper = dict(
-    # AMP (bf16) that skips and counts non-finite steps; fp16: dtype='float16', loss_scale='dynamic'
+    # bf16 AMP without a loss scaler; skips and counts non-finite steps (fp16: dtype='float16',
+    # dynamic loss scaling by default)
     type='GuardedAmpOptimWrapper', dtype='bfloat16',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, fused=True),
     clip_grad=dict(max_norm=5.0),
@@ -89,8 +90,12 @@ custom_hooks = [
     # the epoch-based loop validates at epoch ends only (an epoch is ~17.2k iterations): also every 2000
     dict(type='IterIntervalValHook', interval=2000),
 ]
-# SwAV prototypes get no gradient while frozen (and mask_token none without MIM)
-find_unused_parameters = True
+# DDP: every parameter gets a gradient each step (frozen SwAV prototypes stay in the graph,
+# their gradient is cleared after backward; without MIM the mask token is frozen), so no
+# unused-parameter search. Buffers are never broadcast: the EMA teacher and each rank's SwAV
+# queue are buffers (TeacherAndPrototypesHook refuses broadcast_buffers=True).
+model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=False,
+                         broadcast_buffers=False)
 auto_scale_lr = dict(base_batch_size=1024)
 
 # evaluation: multi-label mAP / CP..OF1 on a fixed 5000-image subset of val.txt during training,

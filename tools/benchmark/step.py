@@ -183,7 +183,7 @@ def main():
     parser.add_argument('--num-classes', type=int, help='default: config (11166)')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     parser.add_argument('--dtype', choices=['fp32', 'bf16'], default='fp32',
-                        help='bf16 = AmpOptimWrapper(dtype=bfloat16), CUDA only')
+                        help='bf16 = GuardedAmpOptimWrapper(dtype=bfloat16), no loss scaler')
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile backbones and heads (nn.Module.compile)')
     parser.add_argument('--fused', choices=['auto', 'on', 'off'], default='auto',
@@ -203,9 +203,6 @@ def main():
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='override config keys, e.g. model.backbone.use_sdpa=False')
     args = parser.parse_args()
-    if args.dtype == 'bf16' and args.device != 'cuda':
-        parser.error("--dtype bf16 needs --device cuda (mmengine's "
-                     'AmpOptimWrapper is GPU-only)')
     if args.clock == 'cpu' and args.device == 'cuda':
         parser.error('--clock cpu measures CPU work; use wall time on CUDA')
     if args.device == 'cuda' and not torch.cuda.is_available():

@@ -139,13 +139,17 @@ def simmim_model(cfg: Config, size: int) -> dict:
 
 
 def optim_wrapper_cfg(cfg: Config, args) -> dict:
-    """The config's optim wrapper for this device, dtype and fused flag."""
+    """The config's optim wrapper for this device, dtype and fused flag.
+
+    The shipped guarded wrappers: fp32 ``GuardedOptimWrapper``; bf16
+    ``GuardedAmpOptimWrapper(dtype='bfloat16')``, without a loss scaler.
+    """
     wrapper = copy.deepcopy(cfg.optim_wrapper)
     wrapper.pop('dtype', None)
     wrapper.pop('loss_scale', None)
-    wrapper['type'] = 'OptimWrapper'
+    wrapper['type'] = 'GuardedOptimWrapper'
     if args.dtype == 'bf16':
-        wrapper.update(type='AmpOptimWrapper', dtype='bfloat16')
+        wrapper.update(type='GuardedAmpOptimWrapper', dtype='bfloat16')
     if args.fused:
         wrapper['optimizer']['fused'] = True
     return wrapper

@@ -19,7 +19,9 @@ class TeacherAndPrototypesHook(Hook):
     temporary all-gathered copy), so both live here, as mmengine's
     ``EMAHook`` keeps its average outside the model's forward:
 
-    * ``before_train``: prototypes normalised; the teacher copied from the
+    * ``before_train``: refuses a DDP wrapper with ``broadcast_buffers=True``
+      (the teacher and each rank's SwAV queue are buffers); prototypes
+      normalised; the teacher copied from the
       student unless it already holds weights (resume, ``load_from``).
     * ``after_train_iter``: one update, only when the optimizer really
       stepped: not on gradient-accumulation iterations
@@ -42,6 +44,14 @@ class TeacherAndPrototypesHook(Hook):
     priority = 'ABOVE_NORMAL'
 
     def before_train(self, runner) -> None:
+        if getattr(runner.model, 'broadcast_buffers', False):
+            raise ValueError(
+                'model_wrapper_cfg.broadcast_buffers=True: DDP would copy '
+                "rank 0's buffers to every rank before each forward, i.e. the "
+                'whole EMA teacher (hundreds of MB per step) and rank 0\'s '
+                'SwAV queue over every other rank\'s own queue. Set '
+                'model_wrapper_cfg = dict(broadcast_buffers=False, ...) as '
+                'the configs under configs/pretrain do.')
         self._update(runner, before_training=True)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,

@@ -27,19 +27,26 @@ After ``max_consecutive_nonfinite`` skipped steps in a row the run stops with
 a good one: skipped steps never change the weights).
 
 With fp16 dynamic loss scaling an overflow of the *scaled* gradients with a
-finite loss is the scaler's business: ``GradScaler`` skips the step and
-lowers the scale; the guard still restores the model state, logs it as
-``train/loss_scale_skips`` and does not count it towards the stop.
+finite loss is first the scaler's business: the step is skipped, the scale
+lowered, the model state restored, and the skip logged as
+``train/loss_scale_skips``; ``max_consecutive_overflow`` such skips in a row
+(NaN gradients stay NaN at any scale) stop the run too. bf16 and fp32 have
+no loss scaler: every non-finite gradient counts towards the stop.
+
+Per step the guard computes one total gradient norm (which norm clipping
+reuses: no second pass), runs one collective and syncs with the host once.
 """
 import logging
-from collections import OrderedDict
+import math
 from contextlib import contextmanager
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.logging import MessageHub, print_log
-from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapper
+
+from .step_snapshot import StepSnapshotMixin
 
 __all__ = ['NonFiniteGuardMixin', 'NonFiniteTrainingError']
 
@@ -48,7 +55,7 @@ class NonFiniteTrainingError(RuntimeError):
     """Raised after too many consecutive non-finite steps."""
 
 
-class NonFiniteGuardMixin:
+class NonFiniteGuardMixin(StepSnapshotMixin):
     """The guard logic shared by the two wrappers (see module docstring).
 
     It also clips gradient norms correctly under FSDP: there each rank holds
@@ -62,124 +69,29 @@ class NonFiniteGuardMixin:
     grads_sharded = False
 
     def _init_guard(self, max_consecutive_nonfinite: int,
-                    restore_model_state: bool) -> None:
-        if max_consecutive_nonfinite < 1:
-            raise ValueError('max_consecutive_nonfinite must be >= 1, got '
-                             f'{max_consecutive_nonfinite}')
+                    restore_model_state: bool,
+                    max_consecutive_overflow: int = 20) -> None:
+        for name, value in (('max_consecutive_nonfinite',
+                             max_consecutive_nonfinite),
+                            ('max_consecutive_overflow',
+                             max_consecutive_overflow)):
+            if value < 1:
+                raise ValueError(f'{name} must be >= 1, got {value}')
         self.max_consecutive_nonfinite = int(max_consecutive_nonfinite)
+        self.max_consecutive_overflow = int(max_consecutive_overflow)
+        self.consecutive_overflow = 0
         self.restore_model_state = restore_model_state
         self.step_skipped = False
         self.consecutive_nonfinite = 0
         self.total_nonfinite = 0
         self.total_scale_skips = 0
-        self._snapshot: Optional[Dict[str, torch.Tensor]] = None
-        self._snapshot_model = None
-        self._versions: Dict[str, int] = {}
-        self._forward_mutated: Optional[set] = None
-
-    # -------------------------------------------------------- model state --
-    def _owned_ids(self) -> set:
-        return {
-            id(p)
-            for group in self.optimizer.param_groups for p in group['params']
-        }
-
-    def _snapshot_names(self, model) -> set:
-        """What a skipped step must restore.
-
-        Buffers (not those of modules marked ``changed_outside_forward``),
-        parameters this optimizer does not update (frozen ones),
-        and optimized parameters the model itself changes in ``forward``
-        (e.g. a weight normalised in place there). The latter are found
-        by their tensor version counters; until the first step has shown
-        which they are, every parameter is snapshotted.
-        """
-        owned = self._owned_ids()
-        outside = self._changed_outside_forward(model)
-        names = {name for name, _ in model.named_buffers()
-                 if not name.startswith(outside)}
-        for name, param in model.named_parameters():
-            if (id(param) not in owned or not param.requires_grad
-                    or self._forward_mutated is None
-                    or name in self._forward_mutated):
-                names.add(name)
-        return names
-
-    @staticmethod
-    def _changed_outside_forward(model) -> tuple:
-        """Name prefixes of modules whose state only changes after the step.
-
-        A module with ``changed_outside_forward = True`` (the EMA teacher,
-        updated by ``TeacherAndPrototypesHook``, which a skipped step skips)
-        is left out of the snapshot: copying it every step would cost a full
-        copy of the teacher in memory and time for nothing.
-        """
-        return tuple(f'{name}.' for name, module in model.named_modules()
-                     if name and getattr(module, 'changed_outside_forward',
-                                         False))
+        self._init_snapshot()
 
     @contextmanager
     def optim_context(self, model):
-        # should_sync(): will the coming backward end in an optimizer step?
-        if self.restore_model_state and self.should_sync():
-            module = model.module if is_model_wrapper(model) else model
-            names = self._snapshot_names(module)
-            self._snapshot_model = module
-            # plain tensor copies (no state_dict(): under FSDP that would
-            # all-gather every step); sharded views are copied as they are
-            self._snapshot = OrderedDict(
-                (name, tensor.detach().clone())
-                for name, tensor in self._named_tensors(module)
-                if name in names)
-            owned = self._owned_ids()
-            self._versions = {
-                name: param._version
-                for name, param in module.named_parameters()
-                if id(param) in owned
-            }
+        self._snapshot_before_forward(model)
         with super().optim_context(model):
             yield
-
-    def _learn_forward_mutations(self) -> None:
-        """Record optimized parameters that changed before the step."""
-        if self._snapshot is None:
-            return
-        first = self._forward_mutated is None
-        mutated = set()
-        for name, param in self._snapshot_model.named_parameters():
-            if name not in self._versions:
-                continue
-            if param._version != self._versions[name]:
-                mutated.add(name)
-            elif first and not torch.equal(param.detach(),
-                                           self._snapshot[name]):
-                mutated.add(name)  # changed through ``.data``: no version
-        self._forward_mutated = (self._forward_mutated or set()) | mutated
-
-    @staticmethod
-    def _named_tensors(module):
-        yield from module.named_buffers()
-        yield from module.named_parameters()
-
-    def _restore_untracked_state(self) -> None:
-        """Copy the snapshot back, then let modules drop host-side caches.
-
-        Modules of this project that mirror buffers on the host (cached step
-        counters) reset the mirror in ``_load_from_state_dict``; it is called
-        on them with an empty state dict, as a load would.
-        """
-        if self._snapshot is None:
-            return
-        module = self._snapshot_model
-        with torch.no_grad():
-            for name, tensor in self._named_tensors(module):
-                if name in self._snapshot:
-                    tensor.copy_(self._snapshot[name])
-        for submodule in module.modules():
-            if any(cls.__module__.startswith('hvp_mtl.')
-                   and '_load_from_state_dict' in vars(cls)
-                   for cls in type(submodule).__mro__):
-                submodule._load_from_state_dict({}, '', {}, False, [], [], [])
 
     # ------------------------------------------------------------ checks --
     def _grads(self) -> List[torch.Tensor]:
@@ -188,87 +100,135 @@ class NonFiniteGuardMixin:
             for p in group['params'] if p.grad is not None
         ]
 
-    def _any_rank_nonfinite(self, loss: torch.Tensor) -> bool:
-        """True if the loss or a gradient is non-finite on any rank."""
-        bad = (~torch.isfinite(loss.detach().float())).any().float()
-        grads = self._grads()
-        if grads:
-            norms = torch._foreach_norm(grads)
-            total = torch.stack([n.float().to(bad.device) for n in norms])
-            bad = torch.maximum(bad, (~torch.isfinite(total)).any().float())
-        if torch_dist.is_available() and torch_dist.is_initialized():
-            torch_dist.all_reduce(bad, op=torch_dist.ReduceOp.MAX)
-        return bool(bad.item() > 0)
+    def _norm_type(self) -> float:
+        return float(self.clip_grad_kwargs.get('norm_type', 2.0))
 
-    def _loss_nonfinite_anywhere(self, loss: torch.Tensor) -> bool:
-        bad = (~torch.isfinite(loss.detach().float())).any().float()
-        if torch_dist.is_available() and torch_dist.is_initialized():
-            torch_dist.all_reduce(bad, op=torch_dist.ReduceOp.MAX)
-        return bool(bad.item() > 0)
+    def _verdict(self, loss: torch.Tensor,
+                 grads: List[torch.Tensor]) -> Tuple[bool, bool, float,
+                                                     Optional[torch.Tensor]]:
+        """Is the loss / are the gradients non-finite on any rank?
+
+        One gradient-norm pass (the total norm, which clipping reuses), one
+        collective and one host sync per step. A non-finite gradient makes
+        the total norm non-finite. Under DDP the gradients are the same on
+        every rank (all-reduced) and only the loss flag needs a reduction;
+        under FSDP (``grads_sharded``) the norm's partial sums are reduced in
+        the same collective.
+
+        Returns:
+            tuple: ``(loss_bad, grads_bad, total_norm, total_norm_tensor)``;
+            the tensor is None when there are no gradients.
+        """
+        loss_bad = (~torch.isfinite(loss.detach().float())).any().float()
+        norm_type = self._norm_type()
+        total = loss_bad.new_zeros(())
+        if grads:
+            total = torch.nn.utils.get_total_norm(
+                grads, norm_type, error_if_nonfinite=False).float().to(
+                    loss_bad.device)
+        distributed = torch_dist.is_available() and torch_dist.is_initialized()
+        inf_norm = norm_type == float('inf')
+        if self.grads_sharded and distributed:
+            partial = total if inf_norm else total.pow(norm_type)
+            flags = torch.stack(
+                [loss_bad, (~torch.isfinite(partial)).float(), partial])
+            torch_dist.all_reduce(
+                flags, op=torch_dist.ReduceOp.MAX
+                if inf_norm else torch_dist.ReduceOp.SUM)
+            total = flags[2] if inf_norm else flags[2].pow(1. / norm_type)
+            flags = torch.stack([flags[0], flags[1], total])
+        else:  # replicated gradients: only the loss flag differs per rank
+            flags = torch.stack([loss_bad, (~torch.isfinite(total)).float()])
+            if distributed:
+                torch_dist.all_reduce(flags, op=torch_dist.ReduceOp.MAX)
+            flags = torch.cat([flags, total.reshape(1)])
+        loss_flag, grads_flag, norm = flags.tolist()  # the one host sync
+        grads_bad = grads_flag > 0 or not math.isfinite(norm)
+        if not grads:
+            total = None
+        return loss_flag > 0, grads_bad, norm, total
+
+    def _clip_with_norm(self, grads: List[torch.Tensor], norm: float,
+                        total: Optional[torch.Tensor]) -> None:
+        """Gradient clipping with the norm of :meth:`_verdict` (no 2nd pass).
+
+        Norm clipping scales as ``torch.nn.utils.clip_grad_norm_`` does (same
+        coefficient, same kernels: bit-identical results); value clipping is
+        upstream's.
+        """
+        if not self.clip_grad_kwargs:
+            return
+        if self.clip_func is not torch.nn.utils.clip_grad_norm_:
+            return OptimWrapper._clip_grad(self)
+        if total is None:
+            return
+        max_norm = float(self.clip_grad_kwargs['max_norm'])
+        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        torch._foreach_mul_(grads, coef.to(grads[0].device, grads[0].dtype))
+        self.message_hub.update_scalar(f'train/{self.grad_name}', norm)
 
     @staticmethod
     def _iter_label() -> str:
         it = MessageHub.get_current_instance().get_info('iter')
         return '?' if it is None else str(it + 1)  # 1-based, as in the log
 
-    def _record(self, skipped: bool, counted: bool, reason: str) -> None:
+    def _record(self, skipped: bool, overflow: bool, reason: str) -> None:
+        """Book-keeping of one step; stops the run after too many skips.
+
+        ``overflow``: an fp16 loss-scale overflow (finite loss, non-finite
+        scaled gradients), counted towards ``max_consecutive_overflow``;
+        every other skip counts towards ``max_consecutive_nonfinite``.
+        """
         hub = MessageHub.get_current_instance()
         self.step_skipped = skipped
         hub.update_info('nonfinite_step_skipped', skipped)
         if skipped:
             self._restore_untracked_state()
-            if counted:
+            if overflow:
+                self.consecutive_overflow += 1
+                self.total_scale_skips += 1
+            else:
                 self.consecutive_nonfinite += 1
                 self.total_nonfinite += 1
-            else:
-                self.total_scale_skips += 1
+            counts = (f'{self.consecutive_overflow} in a row, '
+                      f'{self.total_scale_skips} overflow skips in total'
+                      if overflow else
+                      f'{self.consecutive_nonfinite} in a row, '
+                      f'{self.total_nonfinite} non-finite steps in total')
             print_log(
                 f'Skipped the optimizer step of iter {self._iter_label()}: '
-                f'{reason} '
-                f'({self.consecutive_nonfinite} in a row, '
-                f'{self.total_nonfinite} non-finite steps in total).',
+                f'{reason} ({counts}).',
                 logger='current',
                 level=logging.WARNING)
         else:
             self.consecutive_nonfinite = 0
+            self.consecutive_overflow = 0
         self._snapshot = None
         hub.update_scalar('train/nonfinite_skips', self.total_nonfinite)
         if self.total_scale_skips:
             hub.update_scalar('train/loss_scale_skips', self.total_scale_skips)
         if self.consecutive_nonfinite >= self.max_consecutive_nonfinite:
-            last = hub.get_info('last_ckpt')
-            where = (f'The last good checkpoint is {last}; resume from it '
-                     f'with `--resume {last}`' if last else
-                     'No checkpoint was written yet')
-            raise NonFiniteTrainingError(
-                f'{self.consecutive_nonfinite} consecutive steps had a '
-                f'non-finite loss or gradients (the last at iter '
-                f'{self._iter_label()}); stopping the run. {where} '
-                '(e.g. after lowering the learning rate or enabling '
-                'optim_wrapper.clip_grad).')
+            self._stop(f'{self.consecutive_nonfinite} consecutive steps had '
+                       'a non-finite loss or gradients')
+        if self.consecutive_overflow >= self.max_consecutive_overflow:
+            self._stop(f'{self.consecutive_overflow} consecutive steps were '
+                       'skipped as fp16 loss-scale overflows (finite loss, '
+                       'non-finite gradients at every scale tried, now '
+                       f'{self._loss_scale():g}): the gradients are '
+                       'non-finite whatever the scale')
 
-    def _clip_grad(self) -> None:
-        """Upstream's clipping, with the global norm of sharded gradients."""
-        if (not self.grads_sharded
-                or self.clip_func is not torch.nn.utils.clip_grad_norm_):
-            return super()._clip_grad()  # value clipping is per element
-        grads = self._grads()
-        if not grads:
-            return
-        max_norm = float(self.clip_grad_kwargs['max_norm'])
-        norm_type = float(self.clip_grad_kwargs.get('norm_type', 2.0))
-        norms = torch.stack(torch._foreach_norm(grads, norm_type)).float()
-        if norm_type == float('inf'):
-            total = norms.max()
-            torch_dist.all_reduce(total, op=torch_dist.ReduceOp.MAX)
-        else:
-            total = norms.pow(norm_type).sum()
-            torch_dist.all_reduce(total, op=torch_dist.ReduceOp.SUM)
-            total = total.pow(1. / norm_type)
-        coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
-        torch._foreach_mul_(grads, coef.to(grads[0].dtype))
-        self.message_hub.update_scalar(f'train/{self.grad_name}',
-                                       float(total))
+    def _loss_scale(self) -> float:
+        return 1.
+
+    def _stop(self, what: str) -> None:
+        last = MessageHub.get_current_instance().get_info('last_ckpt')
+        where = (f'The last good checkpoint is {last}; resume from it '
+                 f'with `--resume {last}`' if last else
+                 'No checkpoint was written yet')
+        raise NonFiniteTrainingError(
+            f'{what} (the last at iter {self._iter_label()}); stopping the '
+            f'run. {where} (e.g. after lowering the learning rate or '
+            'enabling optim_wrapper.clip_grad).')
 
     # ------------------------------------------------------------ update --
     def update_params(self,
@@ -289,11 +249,31 @@ class NonFiniteGuardMixin:
         self.zero_grad(**zero_kwargs)
 
     def _guarded_step(self, loss, step_kwargs) -> None:
-        if self._any_rank_nonfinite(loss):
-            self._record(True, True, 'non-finite loss or gradients')
+        """Verdict, then clip + step, or skip (see the module docstring)."""
+        self._unscale()
+        grads = self._grads()
+        loss_bad, grads_bad, norm, total = self._verdict(loss, grads)
+        if loss_bad or grads_bad:
+            overflow = self._update_scale_after_skip() and not loss_bad
+            self._record(True, overflow, 'fp16 gradient overflow' if overflow
+                         else 'non-finite loss or gradients')
         else:
-            self.step(**step_kwargs)
+            self._clip_with_norm(grads, norm, total)
+            self.optimizer.step(**step_kwargs)
+            self._update_scale_after_step()
             self._record(False, False, '')
+
+    # loss-scaling hooks, no-ops without a loss scaler (GuardedAmpOptimWrapper
+    # overrides them)
+    def _unscale(self) -> None:
+        """Unscale the gradients in place (fp16 dynamic loss scaling)."""
+
+    def _update_scale_after_skip(self) -> bool:
+        """Update the loss scale after a skip; True for a dynamic scaler."""
+        return False
+
+    def _update_scale_after_step(self) -> None:
+        """Update the loss scale after a step."""
 
     # ---------------------------------------------------- checkpointing --
     def state_dict(self) -> dict:
@@ -301,7 +281,8 @@ class NonFiniteGuardMixin:
         state['nonfinite_guard'] = dict(
             consecutive=self.consecutive_nonfinite,
             total=self.total_nonfinite,
-            scale_skips=self.total_scale_skips)
+            scale_skips=self.total_scale_skips,
+            consecutive_overflow=self.consecutive_overflow)
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -310,4 +291,6 @@ class NonFiniteGuardMixin:
             self.consecutive_nonfinite = int(guard['consecutive'])
             self.total_nonfinite = int(guard['total'])
             self.total_scale_skips = int(guard['scale_skips'])
+            self.consecutive_overflow = int(
+                guard.get('consecutive_overflow', 0))
         super().load_state_dict(state_dict)

@@ -2,6 +2,7 @@
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
+import torch.nn as nn
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from ..builder import build_module
@@ -106,6 +107,12 @@ class HVPMTL(BaseSelfSupervisor):
                                      f'{task}_head')
                 module = build_module(cfg)
             setattr(self, f'{task}_head', module)
+        if self.mim_head is None and isinstance(
+                getattr(self.backbone, 'mask_token', None), nn.Parameter):
+            # nothing is masked without MIM: freeze the mask token, so every
+            # trainable parameter gets a gradient (DDP without an unused-
+            # parameter search, find_unused_parameters=False)
+            self.backbone.mask_token.requires_grad_(False)
         self.teacher = None
         self.distill_loss = None
         if weights['distill'] > 0:

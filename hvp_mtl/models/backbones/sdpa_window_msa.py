@@ -16,8 +16,10 @@ class SDPAWindowMSA(WindowMSA):
     checkpoints are interchangeable with ``SwinTransformer``. The relative
     position bias and the shifted-window mask are added as a float
     ``attn_mask``; the result equals the parent's up to float rounding
-    (about 1e-6 in fp32). With SDPA the ``[B*nW, heads, N, N]`` attention map
-    is never materialised by the efficient kernels on GPU.
+    (about 1e-6 in fp32). Every SDPA call gets 4-D q/k/v (the fused flash /
+    memory-efficient kernels take nothing else), so on a GPU the
+    ``[B*nW, heads, N, N]`` attention map is never materialised, in the
+    regular and in the shifted-window blocks alike.
     """
 
     def forward(self,
@@ -43,16 +45,22 @@ class SDPAWindowMSA(WindowMSA):
         bias = self.relative_position_bias_table[
             self.relative_position_index.view(-1)].view(
                 num_tokens, num_tokens, -1).permute(2, 0, 1)  # [heads, N, N]
-        if mask is not None:
-            num_windows = mask.shape[0]
-            # [nW, heads, N, N], broadcast over the batch (windows are
-            # batch-major: index = b * nW + w).
-            attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).to(query.dtype)
-            shape = (num_windows_batch // num_windows, num_windows,
-                     self.num_heads, num_tokens, head_dims)
-            query, key, value = (t.reshape(shape) for t in (query, key, value))
+        if mask is None:
+            attn_mask = bias.unsqueeze(0).to(query.dtype)  # [1, heads, N, N]
         else:
-            attn_mask = bias.unsqueeze(0).to(query.dtype)
+            # Shifted windows: each window has its own mask, so fold the
+            # windows into the head axis (windows are batch-major: index =
+            # b * nW + w) and keep q/k/v 4-D, [B, nW*heads, N, hd]: the
+            # fused kernels take 4-D inputs only, and the mask
+            # [1, nW*heads, N, N] broadcasts over the batch without being
+            # materialised per image.
+            num_windows = mask.shape[0]
+            attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).to(
+                query.dtype).reshape(1, num_windows * self.num_heads,
+                                     num_tokens, num_tokens)
+            shape = (num_windows_batch // num_windows,
+                     num_windows * self.num_heads, num_tokens, head_dims)
+            query, key, value = (t.reshape(shape) for t in (query, key, value))
         out = F.scaled_dot_product_attention(
             query,
             key,

@@ -25,10 +25,12 @@ class SwAVClusteringHead(BaseModule):
     All training state is in buffers, so a checkpoint restores it:
 
     * ``iteration``: training steps seen. While ``iteration <
-      freeze_prototypes_iters`` the scores use detached prototypes, so the
-      prototypes get no gradient (``.grad`` stays None and the optimizer
-      skips them, as official SwAV; under DDP this needs
-      ``find_unused_parameters=True``).
+      freeze_prototypes_iters`` the prototypes stay in the graph but their
+      gradient is cleared at the end of the backward pass (``.grad`` is
+      None and the optimizer skips them), as official SwAV does after
+      ``loss.backward()``. They are used every step, so DDP runs with
+      ``find_unused_parameters=False`` (:meth:`_clear_grad_after_backward`;
+      under FSDP the gradient is zeroed instead).
     * ``queue`` ``[2, L, out]`` and ``queue_count``: a per-process FIFO of
       past embeddings per view, filled from ``queue_start_iter`` on and used
       (re-scored against the current prototypes, no gradient) once full.
@@ -86,6 +88,7 @@ class SwAVClusteringHead(BaseModule):
         # Host mirrors of the counters (read once after a load, then kept in
         # step) so deciding "frozen?" and "queue full?" never syncs.
         self._host_state: Optional[Tuple[int, int]] = None
+        self._frozen_grad_hook = None
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:
         super()._load_from_state_dict(*args, **kwargs)
@@ -152,8 +155,9 @@ class SwAVClusteringHead(BaseModule):
         # Sinkhorn, where bf16 rounding would be amplified 20x.
         with torch.autocast(device_type=embeddings.device.type,
                             enabled=False):
-            scores = embeddings.float() @ (
-                weight.detach() if frozen else weight).float().t()
+            scores = embeddings.float() @ weight.float().t()
+        if frozen and weight.requires_grad:
+            self._clear_grad_after_backward(weight)
         scores0, scores1 = scores[:batch], scores[batch:]
 
         use_queue = (self.queue_length > 0
@@ -184,6 +188,46 @@ class SwAVClusteringHead(BaseModule):
             prototypes_frozen=scores.new_full((), float(frozen)),
             queue_used=scores.new_full((), float(use_queue)))
         return loss, diagnostics
+
+    def _clear_grad_after_backward(self, weight: torch.Tensor) -> None:
+        """Leave the frozen prototypes without a gradient after backward.
+
+        A hook on the tensor used in the graph (the parameter, or FSDP's
+        unsharded view of it) queues an autograd end-of-backward callback,
+        which queues a second one: DDP's gradient all-reduce and FSDP's
+        reduce-scatter write ``.grad`` in final callbacks queued during the
+        backward pass, so the second callback runs after them and sets the
+        parameter's ``.grad`` to None.
+        """
+        if not torch.is_grad_enabled():
+            return
+        if self._frozen_grad_hook is not None:  # a loss() without backward
+            self._frozen_grad_hook.remove()
+        engine = torch.autograd.Variable._execution_engine
+
+        # FSDP (the graph holds a view of the flat parameter, not the leaf):
+        # its optimizer-state checkpoints need state for every parameter of
+        # a unit, so the gradient is zeroed instead (AdamW then applies only
+        # weight decay, which the re-normalisation undoes)
+        sharded = not weight.is_leaf
+
+        def clear() -> None:
+            param = self.prototypes.weight
+            if not sharded:
+                param.grad = None
+            elif param.grad is not None:
+                param.grad.zero_()
+
+        def after_backward() -> None:
+            if self._frozen_grad_hook is not None:
+                self._frozen_grad_hook.remove()
+                self._frozen_grad_hook = None
+            engine.queue_callback(clear)
+
+        def on_grad(grad: torch.Tensor) -> None:
+            engine.queue_callback(after_backward)
+
+        self._frozen_grad_hook = weight.register_hook(on_grad)
 
     @torch.no_grad()
     def _push(self, embeddings: torch.Tensor, batch: int,
