@@ -90,4 +90,7 @@ default_hooks = dict(
     teacher_and_prototypes=dict(type='TeacherAndPrototypesHook'),
     logger=dict(type='LoggerHook', interval=50))
 custom_hooks = [dict(type='EffectiveBatchHook', paper_batch_size=4096)]
+# every student parameter is used each step; the momentum encoder is buffers kept per rank
+model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=False,
+                         broadcast_buffers=False)
 auto_scale_lr = dict(base_batch_size=4096)
