@@ -30,34 +30,41 @@ def average_precision_per_class(pred: torch.Tensor,
                                 chunk_size: int = 512) -> torch.Tensor:
     """Average precision of every class, vectorised over class chunks.
 
-    Same definition as mmpretrain's ``_average_precision`` (mean of the
-    precision at the rank of each positive), computed with a stable sort so
-    that tied scores are ranked in image order whatever the chunking.
+    Same definition as mmpretrain's ``_average_precision``: the mean, over
+    the positives of a class, of the precision ``k / r`` at the rank ``r``
+    of its ``k``-th positive. Computed with a stable sort, so tied scores
+    are ranked in image order whatever the chunking; only the positives'
+    ranks are kept after the sort (no dense cumulative sums).
 
     Args:
         pred (torch.Tensor): Scores, float [N, C].
         target (torch.Tensor): Positives, bool or 0/1 [N, C].
-        chunk_size (int): Classes sorted at once; bounds memory to
-            ``N * chunk_size`` int64 values.
+        chunk_size (int): Classes sorted at once; bounds memory to about
+            ``N * chunk_size * 13`` bytes (fp32 keys, int64 order, bool hits).
 
     Returns:
         torch.Tensor: float64 [C] AP in [0, 1]; NaN for a class without any
         positive.
     """
-    num_samples, num_classes = pred.shape
+    num_classes = pred.shape[1]
     target = target.bool()
-    ranks = torch.arange(1, num_samples + 1, dtype=torch.float64)
     ap = torch.empty(num_classes, dtype=torch.float64)
     for start in range(0, num_classes, chunk_size):
         stop = min(start + chunk_size, num_classes)
         # one contiguous row per class: sorting along rows is cache-friendly
         scores = pred[:, start:stop].t().float().contiguous()
         order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+        del scores
         hits = torch.gather(target[:, start:stop].t(), 1, order)
+        del order
+        rows, ranks = hits.nonzero(as_tuple=True)  # row-major: ranks ascend
         num_pos = hits.sum(1)
-        cum_hits = hits.cumsum(1, dtype=torch.float64)
-        precision_sum = (cum_hits / ranks).mul_(hits).sum(1)
-        ap[start:stop] = precision_sum / num_pos  # NaN if no positive
+        first = torch.cumsum(num_pos, 0) - num_pos  # first hit of each row
+        kth = torch.arange(len(rows)) - first[rows] + 1
+        precision = kth.double() / (ranks + 1).double()
+        total = torch.zeros(stop - start, dtype=torch.float64)
+        total.index_add_(0, rows, precision)
+        ap[start:stop] = total / num_pos  # NaN if no positive
     return ap
 
 
@@ -110,7 +117,7 @@ def _local_columns(score_batches: List[torch.Tensor], start: int, stop: int,
 def class_chunked_average_precision(score_batches: List[torch.Tensor],
                                     positives: List[np.ndarray],
                                     num_classes: int, size: int,
-                                    chunk_size: int = 256) -> torch.Tensor:
+                                    chunk_size: int = 128) -> torch.Tensor:
     """AP of every class over all ranks' images; a collective.
 
     Args:
@@ -145,8 +152,10 @@ def class_chunked_average_precision(score_batches: List[torch.Tensor],
         if rank != owner:
             continue
         # [W, M, c] -> [M, W, c]: rank 0's i-th image, rank 1's i-th, ...
-        scores = torch.stack(parts, 1).flatten(0, 1)[keep]
+        scores = torch.stack(parts, 1).flatten(0, 1)
         del parts
+        if not bool(keep.all()):
+            scores = scores[keep]  # drop the sampler's padding
         target = torch.zeros(num_kept, stop - start, dtype=torch.bool)
         lo, hi = bounds[chunk], bounds[chunk + 1]
         target[torch.from_numpy(pos_rows[lo:hi]),

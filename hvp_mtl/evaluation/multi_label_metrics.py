@@ -78,7 +78,7 @@ class SoftTargetAveragePrecision(AveragePrecision):
         collect_device (str): Kept for config compatibility; the slices
             travel over the default process group.
         prefix (str, optional): Defaults to ``'multi-label'``.
-        class_chunk (int): Classes per exchanged slice. Defaults to 256.
+        class_chunk (int): Classes per exchanged slice. Defaults to 128.
     """
 
     def __init__(self,
@@ -86,7 +86,7 @@ class SoftTargetAveragePrecision(AveragePrecision):
                  average: Optional[str] = 'macro',
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
-                 class_chunk: int = 256) -> None:
+                 class_chunk: int = 128) -> None:
         super().__init__(average=average, collect_device=collect_device,
                          prefix=prefix)
         self.target_thr = target_thr

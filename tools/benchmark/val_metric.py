@@ -85,7 +85,7 @@ def dense_metric_class():
     return DenseSoftTargetAveragePrecision
 
 
-def run_rank(rank, world, init_file, cases, batch, out):
+def run_rank(rank, world, init_file, cases, batch, num_classes, out):
     import hvp_mtl  # noqa: F401
     from hvp_mtl.evaluation import SoftTargetAveragePrecision
     torch.set_num_threads(1)
@@ -102,7 +102,7 @@ def run_rank(rank, world, init_file, cases, batch, out):
         busy = 0.0
         for start in range(0, len(mine), batch):
             samples = image_batch(start * world + rank,
-                                  mine[start:start + batch], NUM_CLASSES)
+                                  mine[start:start + batch], num_classes)
             tic = time.perf_counter()
             metric.process(None, samples)
             busy += time.perf_counter() - tic
@@ -120,13 +120,14 @@ def run_rank(rank, world, init_file, cases, batch, out):
     dist.destroy_process_group()
 
 
-def run_ranks(world, cases, batch):
+def run_ranks(world, cases, batch, num_classes):
     """Run ``cases`` on ``world`` fresh processes; rank 0's results."""
     init_file = tempfile.mktemp(prefix='val_metric_init_')
     ctx = mp.get_context('spawn')
     out = ctx.SimpleQueue()
     procs = [ctx.Process(target=run_rank,
-                         args=(r, world, init_file, cases, batch, out))
+                         args=(r, world, init_file, cases, batch,
+                               num_classes, out))
              for r in range(world)]
     for p in procs:
         p.start()
@@ -143,6 +144,7 @@ def run_ranks(world, cases, batch):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--images', type=int, default=NUM_IMAGES)
+    parser.add_argument('--classes', type=int, default=NUM_CLASSES)
     parser.add_argument('--ranks', type=int, default=2)
     parser.add_argument('--dense-fraction', type=float, default=0.125)
     parser.add_argument('--batch', type=int, default=256)
@@ -151,14 +153,15 @@ def main():
     cases = [('ours', fraction), ('dense', fraction), ('ours', args.images)]
     results = {}
     for case in cases:  # fresh processes per case: no memory carried over
-        results.update(run_ranks(args.ranks, [case], args.batch))
+        results.update(run_ranks(args.ranks, [case], args.batch,
+                                 args.classes))
         print(f'{case[0]} @ {case[1]:,}: {results[case]}', flush=True)
 
     full, part = args.images, fraction
     ours, ours_part = results[('ours', full)], results[('ours', part)]
     dense = results[('dense', part)]
     scale = full / part
-    print(f'\n{args.ranks} ranks (gloo), {NUM_CLASSES} classes, '
+    print(f'\n{args.ranks} ranks (gloo), {args.classes:,} classes, '
           f'~{MEAN_POSITIVES} positives per image; rank 0 figures\n')
     print(f'| metric | ours @ {full:,} | ours @ {part:,} | dense @ {part:,} '
           f'(measured) | dense @ {full:,} (x{scale:.2f} linear estimate) | '
