@@ -242,13 +242,19 @@ def test_bad_image_ceiling_stops_the_run(broken_pretrain_set):
     assert 'train.txt:4' in message and 'train.txt:8' in message
 
 
-def test_images_read_from_indexed_tar_shards(demo_world, tmp_path):
-    root = demo_world / 'pretrain'
+def pack_into_shards(images, tmp_path):
+    """Pack ``images`` into several small tar shards; the index directory."""
     packer = load_tool('tools/dataset_converters/build_tar_shard_index.py')
     index_dir = str(tmp_path / 'train.tarindex')
-    assert packer.main(['--pack-from', str(root / 'images'), '--shard-dir',
+    assert packer.main(['--pack-from', str(images), '--shard-dir',
                         str(tmp_path / 'shards'), '--shard-mb', '0.02',
                         '--out', index_dir]) == 0
+    return index_dir
+
+
+def test_images_read_from_indexed_tar_shards(demo_world, tmp_path):
+    root = demo_world / 'pretrain'
+    index_dir = pack_into_shards(root / 'images', tmp_path)
     assert len(os.listdir(tmp_path / 'shards')) > 1  # several shards
     common = dict(ann_file='train.txt', data_root=str(root), data_prefix='images',
                   dictionary_file='dictionary_and_semantic_hierarchy.txt')
@@ -394,11 +400,7 @@ def test_emfile_and_missing_shard_stop_with_a_message_not_a_bad_count(
         demo_world, tmp_path):
     from hvp_mtl.datasets import DataEnvironmentError
     root = demo_world / 'pretrain'
-    packer = load_tool('tools/dataset_converters/build_tar_shard_index.py')
-    index_dir = str(tmp_path / 'train.tarindex')
-    assert packer.main(['--pack-from', str(root / 'images'), '--shard-dir',
-                        str(tmp_path / 'shards'), '--shard-mb', '0.02',
-                        '--out', index_dir]) == 0
+    index_dir = pack_into_shards(root / 'images', tmp_path)
     # no descriptor left in this process: EMFILE, for a folder and for shards
     folder = make_pipeline_dataset(root, max_bad_fraction=0.5)
     tars = _tar_dataset(root, index_dir)

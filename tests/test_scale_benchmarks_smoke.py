@@ -2,27 +2,7 @@
 metric, the sampler, tar-shard descriptors) at their smallest settings: the
 scripts run as a user runs them and print every row with sane numbers; the
 real-size figures are in docs/PERFORMANCE.md."""
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_script(*args):
-    out = subprocess.run([sys.executable, *args], cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
-
-
-def table_rows(text):
-    rows = {}
-    for line in text.splitlines():
-        if line.startswith('| ') and not line.startswith('|---'):
-            cells = [c.strip() for c in line.strip('|').split('|')]
-            rows[cells[0]] = cells[1:]
-    return rows
+from test_benchmarks_smoke import run_script, table_rows
 
 
 def test_val_metric_benchmark_equal_map_and_memory_rows():

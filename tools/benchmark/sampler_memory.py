@@ -21,8 +21,9 @@ Example::
 import argparse
 import json
 import os
-import multiprocessing
 import time
+
+from data_index import in_fresh_process
 
 NUM_SAMPLES = 17_609_752
 
@@ -99,24 +100,15 @@ def measure(case, size, world_size, queue):
                    first=first, resumed_first=resumed_first))
 
 
-def in_fresh_process(*args):
-    ctx = multiprocessing.get_context('spawn')
-    queue = ctx.SimpleQueue()
-    proc = ctx.Process(target=measure, args=(*args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--samples', type=int, default=NUM_SAMPLES)
     parser.add_argument('--world-size', type=int, default=8)
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args()
-    ours = in_fresh_process('ours', args.samples, args.world_size)
-    theirs = in_fresh_process('list', args.samples, args.world_size)
+    ours = in_fresh_process(measure, 'ours', args.samples, args.world_size)
+    theirs = in_fresh_process(measure, 'list', args.samples,
+                              args.world_size)
     assert ours['count'] == theirs['count']
     assert (ours['first'], ours['resumed_first']) == (
         theirs['first'], theirs['resumed_first']), 'orders differ'
