@@ -20,6 +20,14 @@ this project writes resumes with ``weights_only=True``. A checkpoint written by
 plain mmengine still carries the ``getattr`` and is refused; resume it once
 with the run that wrote it, or re-save it under ``import hvp_mtl``.
 
+An *empty* ``HistoryBuffer`` (a scalar registered but never updated) holds
+``np.array([])``, whose pickled data is ``b''``; ``torch.save``'s pickle
+protocol 2 writes an empty ``bytes`` as the call ``builtins.bytes()`` (a
+non-empty one goes through ``_codecs.encode``, which torch allows). Instead
+of allow-listing ``bytes`` itself (``bytes(10**12)`` from a checkpoint would
+allocate a terabyte), the name ``builtins.bytes`` is mapped to
+:func:`empty_bytes_only`, which builds ``b''`` and refuses any argument.
+
 A second run-time fix: a config that inherits an ``mmpretrain::`` base gets
 ``_scope_='mmpretrain'`` added to every dict with a ``type``, including
 ``train_dataloader.collate_fn``; mmengine 0.10.7's ``build_dataloader`` then
@@ -55,6 +63,7 @@ import importlib
 import torch
 
 __all__ = ['MMENGINE_CHECKPOINT_SAFE_GLOBALS', 'register_safe_globals', 'drop_statistics_methods_from_pickles',
+           'empty_bytes_only',
            'patch_collate_scope',
            'patch_adjust_hue', 'patch_swin_table_resize']
 
@@ -99,6 +108,21 @@ def _mmengine_globals():
     return [HistoryBuffer]
 
 
+def empty_bytes_only(*args) -> bytes:
+    """Stands for ``builtins.bytes`` in weights-only loading: ``b''`` only.
+
+    Raises:
+        pickle.UnpicklingError: for any argument (a checkpoint that builds
+            non-empty bytes this way was not written by ``torch.save``).
+    """
+    if args:
+        import pickle
+        raise pickle.UnpicklingError(
+            'weights-only load: builtins.bytes is allowed only without '
+            f'arguments (empty bytes), got {len(args)} argument(s)')
+    return b''
+
+
 MMENGINE_CHECKPOINT_SAFE_GLOBALS = []
 
 
@@ -111,7 +135,9 @@ def register_safe_globals():
     global MMENGINE_CHECKPOINT_SAFE_GLOBALS
     if not hasattr(torch.serialization, 'add_safe_globals'):  # torch < 2.4
         return []
-    objects = _mmengine_globals() + _numpy_globals()
+    objects = _mmengine_globals() + _numpy_globals() + [
+        (empty_bytes_only, 'builtins.bytes')
+    ]
     torch.serialization.add_safe_globals(objects)
     MMENGINE_CHECKPOINT_SAFE_GLOBALS = objects
     return objects

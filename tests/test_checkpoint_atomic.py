@@ -71,6 +71,42 @@ def test_truncated_latest_checkpoint_falls_back(demo_world, trained_4,
     assert not list(work.glob('*.tmp'))
 
 
+def test_fallback_takes_only_files_the_checkpoint_hook_wrote(
+        demo_world, trained_4, tmp_path):
+    """``last_checkpoint`` names a corrupt ``iter_4.pth``; the newest file in
+    the work dir is an exported ``backbone.pth`` (intact, as the fine-tune
+    configs once placed it) and another stray ``*.pth``: the resume falls
+    back to ``iter_2.pth``, the newest file named like ``iter_{}.pth``."""
+    from hvp_mtl.engine.hooks.atomic_checkpoint_hook import \
+        find_intact_checkpoint
+    work = _copy(trained_4, tmp_path)
+    latest = work / 'iter_4.pth'
+    latest.write_bytes(latest.read_bytes()[:1000])
+    weights = torch.load(work / 'iter_2.pth', map_location='cpu',
+                         weights_only=True)['state_dict']
+    torch.save({'state_dict': {k[len('backbone.'):]: v for k, v in
+                               weights.items()
+                               if k.startswith('backbone.')}},
+               work / 'backbone.pth')
+    torch.save({'state_dict': weights}, work / 'iter_2_copy.pth')
+    assert find_intact_checkpoint(str(work)) == str(work / 'iter_2.pth')
+    cfg = scale_cfg(work, demo_world / 'pretrain', iters=5)
+    cfg.resume = True
+    runner = train(cfg)
+    log = run_log(work)
+    assert 'resuming from the previous intact checkpoint ' \
+        f'{work / "iter_2.pth"}' in log
+    assert 'resumed epoch: 0, iter: 2' in log and runner.iter == 5
+    # nothing the hook wrote is intact: an error, never the exported weights
+    for path in work.glob('iter_*.pth'):
+        if path.name != 'iter_2_copy.pth':
+            path.write_bytes(b'broken')
+    (work / 'last_checkpoint').write_text(str(work / 'iter_5.pth'))
+    with pytest.raises(RuntimeError, match=r'no intact checkpoint named like '
+                       r'iter_\{\}.pth or epoch_\{\}.pth'):
+        find_intact_checkpoint(str(work))
+
+
 def test_write_dying_midway_keeps_previous_checkpoint(demo_world, trained_4,
                                                       tmp_path):
     """The temporary file of iteration 6 cannot be written (a directory is in

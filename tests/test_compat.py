@@ -71,3 +71,50 @@ def test_swin_window_change_resizes_tables_without_index_buffers():
     assert torch.isfinite(new).all()
     # the index buffers are the model's own, untouched
     assert dst.state_dict()[key.replace('bias_table', 'index')].shape == (4, 4)
+
+
+class _NotAllowListed:
+    """Any class of user code: weights-only loading must keep refusing it."""
+
+    def __init__(self, value=1):
+        self.value = value
+
+
+class _BytesWithSize:
+    """Pickles as the call ``builtins.bytes(16)``."""
+
+    def __reduce__(self):
+        return bytes, (16, )
+
+
+def test_empty_history_buffer_loads_weights_only_and_others_stay_refused(
+        tmp_path):
+    """A message hub with a scalar that was never updated (an empty
+    ``HistoryBuffer``) pickles its ``np.array([])`` as ``builtins.bytes()``:
+    it loads with ``weights_only=True``; ``bytes`` with an argument, or an
+    arbitrary class, is still refused."""
+    import pickle
+
+    import torch
+    from mmengine.logging import HistoryBuffer, MessageHub
+
+    hub = MessageHub.get_instance('empty_history_buffer_test')
+    hub.update_scalar('train/loss', 0.5)
+    # registered, never updated (as a hook that logs only later does)
+    hub.log_scalars['train/never_updated'] = HistoryBuffer()
+    hub._resumed_keys['train/never_updated'] = True
+    path = tmp_path / 'ckpt.pth'
+    torch.save({'message_hub': hub.state_dict(),
+                'state_dict': {'w': torch.ones(2)}}, path)
+    loaded = torch.load(path, map_location='cpu', weights_only=True)
+    restored = MessageHub.get_instance('empty_history_buffer_restored')
+    restored.load_state_dict(loaded['message_hub'])
+    empty = restored.log_scalars['train/never_updated']
+    assert len(empty.data[0]) == 0
+    assert restored.get_scalar('train/loss').current() == 0.5
+
+    for payload in (_BytesWithSize(), _NotAllowListed()):
+        bad = tmp_path / 'bad.pth'
+        torch.save({'state_dict': {}, 'x': payload}, bad)
+        with pytest.raises(pickle.UnpicklingError):
+            torch.load(bad, map_location='cpu', weights_only=True)

@@ -242,13 +242,19 @@ def test_bad_image_ceiling_stops_the_run(broken_pretrain_set):
     assert 'train.txt:4' in message and 'train.txt:8' in message
 
 
-def test_images_read_from_indexed_tar_shards(demo_world, tmp_path):
-    root = demo_world / 'pretrain'
+def pack_into_shards(images, tmp_path):
+    """Pack ``images`` into several small tar shards; the index directory."""
     packer = load_tool('tools/dataset_converters/build_tar_shard_index.py')
     index_dir = str(tmp_path / 'train.tarindex')
-    assert packer.main(['--pack-from', str(root / 'images'), '--shard-dir',
+    assert packer.main(['--pack-from', str(images), '--shard-dir',
                         str(tmp_path / 'shards'), '--shard-mb', '0.02',
                         '--out', index_dir]) == 0
+    return index_dir
+
+
+def test_images_read_from_indexed_tar_shards(demo_world, tmp_path):
+    root = demo_world / 'pretrain'
+    index_dir = pack_into_shards(root / 'images', tmp_path)
     assert len(os.listdir(tmp_path / 'shards')) > 1  # several shards
     common = dict(ann_file='train.txt', data_root=str(root), data_prefix='images',
                   dictionary_file='dictionary_and_semantic_hierarchy.txt')
@@ -274,3 +280,187 @@ def test_images_read_from_indexed_tar_shards(demo_world, tmp_path):
                                          root=str(root / 'images')))])
     np.testing.assert_array_equal(missing[0]['img'], from_folder[0]['img'])
     assert missing.bad_sample_tracker.stats['num_bad_samples'] == 1
+
+
+# --- environmental failures are not bad samples; bounded descriptors -------
+def _many_shards(tmp_path, num_shards):
+    """``num_shards`` one-member tar shards and their index."""
+    import io
+    import tarfile
+
+    from hvp_mtl.datasets import build_tar_index
+    paths, names = [], []
+    for s in range(num_shards):
+        path = str(tmp_path / f'shard_{s:04d}.tar')
+        with tarfile.open(path, 'w') as tar:
+            data = bytes([s % 256]) * (100 + s)
+            info = tarfile.TarInfo(f'm{s:04d}.bin')
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        paths.append(path)
+        names.append(f'm{s:04d}.bin')
+    build_tar_index(paths, str(tmp_path / 'index'))
+    return str(tmp_path / 'index'), names
+
+
+class _low_fd_limit:
+    """Lower RLIMIT_NOFILE to the descriptors open now + ``spare``."""
+
+    def __init__(self, spare):
+        self.spare = spare
+
+    def __enter__(self):
+        import resource
+        self.old = resource.getrlimit(resource.RLIMIT_NOFILE)
+        in_use = len(os.listdir('/proc/self/fd'))
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (in_use + self.spare, self.old[1]))
+        return in_use + self.spare
+
+    def __exit__(self, *exc):
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.old)
+
+
+def _open_tar_fds(directory):
+    """Descriptors of this process open on ``.tar`` files in ``directory``."""
+    count = 0
+    for fd in os.listdir('/proc/self/fd'):
+        try:
+            target = os.readlink(f'/proc/self/fd/{fd}')
+            count += target.startswith(directory) and target.endswith('.tar')
+        except OSError:
+            pass
+    return count
+
+
+class _ReadMembers:
+    """A map-style dataset reading shard members; reports open tar fds."""
+
+    def __init__(self, index_dir, names, max_open_shards):
+        from hvp_mtl.datasets import TarShardBackend
+        self.backend = TarShardBackend(index_dir,
+                                       max_open_shards=max_open_shards)
+        self.names = names
+        self.shard_dir = osp.dirname(self.backend.index.shards[0])
+
+    def __len__(self):
+        return len(self.names)
+
+    def __getitem__(self, i):
+        return (len(self.backend.get(self.names[i])),
+                _open_tar_fds(self.shard_dir))
+
+
+def test_shard_descriptors_stay_within_the_lru_under_a_low_fd_limit(tmp_path):
+    """300 shards, a limit of 80 spare descriptors: the LRU of 16 reads every
+    member in random order, in the main process and in 2 loader workers
+    (which also drop the descriptors inherited from the parent)."""
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from hvp_mtl.datasets import DataEnvironmentError
+    index_dir, names = _many_shards(tmp_path, 300)
+    order = np.random.default_rng(0).permutation(300)
+    with _low_fd_limit(spare=80):
+        dataset = _ReadMembers(index_dir, names, max_open_shards=16)
+        for i in order:
+            size, open_fds = dataset[int(i)]
+            assert size == 100 + i and open_fds <= 16
+        assert dataset.backend.index.open_shards == 16
+        loader = DataLoader(dataset, batch_size=10, num_workers=2,
+                            sampler=RandomSampler(dataset, num_samples=600,
+                                                  generator=torch.Generator().manual_seed(0)),
+                            collate_fn=list,  # no shared-memory tensors
+                            multiprocessing_context='fork')
+        seen = [sample for batch in loader for sample in batch]
+        assert len(seen) == 600
+        assert max(open_fds for _, open_fds in seen) <= 16
+        # one descriptor per shard, as before, runs out: a clear error
+        unbounded = _ReadMembers(index_dir, names, max_open_shards=10**6)
+        with pytest.raises(DataEnvironmentError) as info:
+            for i in order:
+                unbounded.backend.get(names[i])
+        unbounded.backend.index.close()
+    assert 'out of file descriptors' in str(info.value)
+    assert 'shard_' in str(info.value) and '.tar' in str(info.value)
+
+
+def _tar_dataset(root, index_dir, **kwargs):
+    return TencentMLImages(
+        ann_file='train.txt', data_root=str(root), data_prefix='images',
+        dictionary_file='dictionary_and_semantic_hierarchy.txt',
+        max_bad_fraction=0.5,
+        pipeline=[dict(type='LoadImageFromFile',
+                       backend_args=dict(backend='tar_shards', index=index_dir,
+                                         root=str(root / 'images'), **kwargs))])
+
+
+def test_emfile_and_missing_shard_stop_with_a_message_not_a_bad_count(
+        demo_world, tmp_path):
+    from hvp_mtl.datasets import DataEnvironmentError
+    root = demo_world / 'pretrain'
+    index_dir = pack_into_shards(root / 'images', tmp_path)
+    # no descriptor left in this process: EMFILE, for a folder and for shards
+    folder = make_pipeline_dataset(root, max_bad_fraction=0.5)
+    tars = _tar_dataset(root, index_dir)
+    held = []
+    with _low_fd_limit(spare=0):
+        try:
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        try:
+            for dataset in (folder, tars):
+                with pytest.raises(DataEnvironmentError) as info:
+                    dataset[2]
+                message = str(info.value)
+                assert 'environment' in message and 'train.txt:3' in message
+        finally:
+            for fd in held:
+                os.close(fd)
+    for dataset in (folder, tars):
+        assert dataset.bad_sample_tracker.stats['num_failures'] == 0
+    # a shard that disappeared is the storage failing, not a bad image
+    fresh = _tar_dataset(root, index_dir)
+    path = fresh.get_data_info(0)['img_path']
+    from hvp_mtl.datasets import TarShardIndex
+    index = TarShardIndex(index_dir)
+    member = osp.relpath(path, str(root / 'images'))
+    shard = index.shards[int(index.arrays['shard_ids'][index.find(member)])]
+    os.remove(shard)
+    with pytest.raises(DataEnvironmentError, match='cannot open tar shard .*' +
+                       osp.basename(shard)):
+        fresh[0]
+    assert fresh.bad_sample_tracker.stats['num_failures'] == 0
+
+
+def test_list_paths_stay_below_data_root_unless_allowed(demo_world, tmp_path):
+    root = tmp_path / 'set'
+    (root / 'images' / 'a').mkdir(parents=True)
+    source = demo_world / 'pretrain'
+    first = TencentMLImages(ann_file='train.txt', data_root=str(source),
+                            data_prefix='images', num_classes=64)
+    image = first.get_data_info(0)['img_path']
+    shutil.copy(image, root / 'images' / 'a' / 'inside.jpg')
+    shutil.copy(image, root / 'outside.jpg')  # in data_root, not the prefix
+    shutil.copy(image, tmp_path / 'outside.jpg')
+    write(root / 'train.txt', 'a/inside.jpg 1:1\n../outside.jpg 2:1\n'
+          f'{tmp_path / "outside.jpg"} 3:1\na/../a/inside.jpg 4:1\n')
+    common = dict(ann_file='train.txt', data_root=str(root),
+                  data_prefix='images', num_classes=64,
+                  pipeline=[dict(type='LoadImageFromFile')])
+    confined = TencentMLImages(max_bad_fraction=0.9, **common)
+    with pytest.raises(ValueError, match=r'train.txt:2: image path '
+                       r"'../outside.jpg' is absolute or leaves"):
+        confined.get_data_info(1)
+    paths = [confined[i]['img_path'] for i in range(4)]
+    # lines 2 and 3 are counted, logged skips replaced by the next sample
+    assert paths[1] == paths[2] == paths[3] == str(root / 'images' /
+                                                  'a/../a/inside.jpg')
+    assert confined.bad_sample_tracker.stats['num_bad_samples'] == 2
+    opted_out = TencentMLImages(allow_paths_outside_root=True, **common)
+    assert opted_out[1]['img_path'].endswith('images/../outside.jpg')
+    assert opted_out[2]['img_path'] == str(tmp_path / 'outside.jpg')
+    assert opted_out.bad_sample_tracker.stats['num_failures'] == 0

@@ -140,3 +140,39 @@ def test_layout_errors_are_explained():
     assert no_master.returncode == 1
     assert 'MASTER_ADDR (the address of node 0) must be set' \
         in no_master.stderr
+
+
+def test_slurm_cpus_per_task_follow_the_configs_loader_workers(tmp_path):
+    """tools/slurm_train.sh reserves num_workers + 1 CPUs per task (read from
+    the config and its --cfg-options) and refuses fewer. ``srun`` is a stub
+    on PATH that records its arguments (no Slurm on CI)."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    srun = bin_dir / 'srun'
+    srun.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "srun_args"}\n')
+    srun.chmod(0o755)
+    slurm = ROOT / 'tools' / 'slurm_train.sh'
+    cfg = 'configs/pretrain/hvp_swin-b.py'  # num_workers=8
+
+    def submit(*args, **env):
+        return subprocess.run(
+            ['bash', str(slurm), 'gpu', 'job', cfg, 'work', *args], cwd=ROOT,
+            env=_env(PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
+                     GPUS=16, **env),
+            capture_output=True, text=True, timeout=120)
+
+    derived = submit('--amp')
+    assert derived.returncode == 0, derived.stderr
+    srun_args = (tmp_path / 'srun_args').read_text().split()
+    assert '--cpus-per-task=9' in srun_args and '--ntasks=16' in srun_args
+    assert srun_args[-1] == '--amp'
+    too_few = submit(CPUS_PER_TASK=5)
+    assert too_few.returncode == 1
+    assert ('CPUS_PER_TASK=5 but configs/pretrain/hvp_swin-b.py starts 8 '
+            'loader workers') in too_few.stderr
+    fewer_workers = submit('--cfg-options', 'train_dataloader.num_workers=4',
+                           CPUS_PER_TASK=5)
+    assert fewer_workers.returncode == 0, fewer_workers.stderr
+    assert '--cpus-per-task=5' in (tmp_path / 'srun_args').read_text()
+    forced = submit(CPUS_PER_TASK=5, ALLOW_FEWER_CPUS=1)
+    assert forced.returncode == 0, forced.stderr

@@ -1,6 +1,8 @@
 """Datasets and data transforms."""
 from . import transforms  # noqa: F401
-from .bad_sample_tracker import BadSampleTracker, TooManyBadSamplesError
+from .bad_sample_tracker import (BadSampleTracker, DataEnvironmentError,
+                                 TooManyBadSamplesError,
+                                 is_environmental_error)
 from .ml_images_format import (ClassEntry, MLImagesFormatError, map_image_path,
                                parse_list_line, read_dictionary)
 from .ml_images_index import MLImagesIndex, default_index_dir
@@ -9,7 +11,8 @@ from .tar_shards import TarShardBackend, TarShardIndex, build_tar_index
 from .tencent_ml_images import TencentMLImages
 
 __all__ = [
-    'BadSampleTracker', 'TooManyBadSamplesError', 'ClassEntry',
+    'BadSampleTracker', 'TooManyBadSamplesError', 'DataEnvironmentError',
+    'is_environmental_error', 'ClassEntry',
     'MLImagesFormatError', 'map_image_path', 'parse_list_line',
     'read_dictionary', 'MLImagesIndex', 'build_index', 'default_index_dir',
     'TarShardBackend', 'TarShardIndex', 'build_tar_index', 'TencentMLImages'

@@ -16,18 +16,58 @@ raises once either rule is broken:
 
 Counts are per process (workers do not share memory); the first failures and
 the totals are in the ``RuntimeError`` message and in :attr:`stats`.
+
+Only a sample's *own* failure counts (a missing or undecodable image). A
+failure of the environment -- no file descriptor left (``EMFILE``), a full
+disk (``ENOSPC``), an I/O error (``EIO``), a stale network mount, a missing
+or truncated tar shard -- says nothing about the sample and would hit every
+following one: :func:`is_environmental_error` recognises it and the dataset
+re-raises it as :class:`DataEnvironmentError` instead of counting it.
 """
+import errno
 import logging
 import math
 from typing import Dict, List, Optional
 
 from mmengine.logging import print_log
 
-__all__ = ['BadSampleTracker', 'TooManyBadSamplesError']
+__all__ = [
+    'BadSampleTracker', 'TooManyBadSamplesError', 'DataEnvironmentError',
+    'is_environmental_error'
+]
+
+# errno values that describe the machine or the storage, not one file
+ENVIRONMENTAL_ERRNOS = frozenset(
+    getattr(errno, name) for name in (
+        'EMFILE', 'ENFILE', 'ENOSPC', 'EDQUOT', 'EIO', 'ENOMEM', 'ESTALE',
+        'ETIMEDOUT', 'EROFS', 'ENXIO', 'ENODEV', 'EHOSTDOWN', 'ENOTCONN',
+        'ECONNRESET', 'ENOLINK', 'EREMOTEIO') if hasattr(errno, name))
 
 
 class TooManyBadSamplesError(RuntimeError):
     """Raised when the share of unreadable images passes the ceiling."""
+
+
+class DataEnvironmentError(OSError):
+    """Reading data failed because of the environment, not of a sample.
+
+    Raised for an exhausted file-descriptor limit, a full disk, an I/O
+    error, a missing or truncated tar shard; never counted as a bad sample.
+    """
+
+
+def is_environmental_error(error: BaseException) -> bool:
+    """Whether ``error`` (or the exception it was raised ``from``) is a
+    failure of the environment rather than of the sample being loaded."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, DataEnvironmentError):
+            return True
+        if isinstance(error, OSError) and error.errno in ENVIRONMENTAL_ERRNOS:
+            return True
+        error = error.__cause__
+    return False
 
 
 class BadSampleTracker:

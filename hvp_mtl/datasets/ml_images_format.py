@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = [
     'MLImagesFormatError', 'ClassEntry', 'parse_list_line', 'read_dictionary',
-    'map_image_path', 'PATH_MAPPING_RULES'
+    'map_image_path', 'escapes_root', 'PATH_MAPPING_RULES'
 ]
 
 # Fields are separated by runs of spaces, tabs or other ASCII control bytes
@@ -189,6 +189,14 @@ def read_dictionary(path: str) -> List[ClassEntry]:
     if not entries:
         raise MLImagesFormatError(path, 1, '', 'the dictionary has no classes')
     return entries
+
+
+def escapes_root(relative: str) -> bool:
+    """Whether a mapped list path is absolute or climbs out with ``..``."""
+    if osp.isabs(relative) or relative.startswith(('/', '\\')):
+        return True
+    parts = osp.normpath(relative.replace('\\', '/')).split('/')
+    return parts[0] == '..'
 
 
 def map_image_path(raw_path: str, rule: str = 'auto') -> str:

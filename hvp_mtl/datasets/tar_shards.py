@@ -21,17 +21,31 @@ once (member name -> shard, byte offset, size) and read by offset:
 Member lookup hashes the name (64-bit BLAKE2b), binary-searches the sorted
 hash array and checks the stored name, so the index is opened with
 ``np.memmap`` like the list index and is shared by all loader workers.
+
+File descriptors: each process keeps at most ``max_open_shards`` shards open
+(least recently used closed first; default 64), so ~1,800 shards x 8 loader
+workers stay far below ``ulimit -n``. Descriptors inherited from the parent
+are closed in a forked worker. A shard that is missing, truncated or cannot
+be opened or read (``EMFILE``, ``EIO``, ...) raises
+:class:`~.bad_sample_tracker.DataEnvironmentError` naming the shard: that is
+the storage failing, not a bad image, and it is never counted as one. A
+member absent from the index is a sample's own problem (``FileNotFoundError``,
+counted like a missing image file).
 """
+import errno
 import hashlib
 import json
 import os
 import os.path as osp
 import tarfile
-from typing import Dict, List, Optional, Sequence
+from collections import OrderedDict
+from typing import List, Optional, Sequence
 
 import numpy as np
 from mmengine.fileio import register_backend
 from mmengine.fileio.backends import BaseStorageBackend
+
+from .bad_sample_tracker import DataEnvironmentError
 
 __all__ = ['build_tar_index', 'TarShardIndex', 'TarShardBackend', 'name_hash']
 
@@ -102,10 +116,19 @@ def build_tar_index(shards: Sequence[str], out_dir: str) -> 'TarShardIndex':
 
 
 class TarShardIndex:
-    """Memory-mapped member index of a set of tar shards."""
+    """Memory-mapped member index of a set of tar shards.
 
-    def __init__(self, index_dir: str):
+    Args:
+        index_dir (str): Directory written by :func:`build_tar_index`.
+        max_open_shards (int): Shards kept open per process (an LRU).
+    """
+
+    def __init__(self, index_dir: str, max_open_shards: int = 64):
+        if max_open_shards < 1:
+            raise ValueError(f'max_open_shards must be >= 1, got '
+                             f'{max_open_shards}')
         self.index_dir = index_dir
+        self.max_open_shards = max_open_shards
         with open(osp.join(index_dir, 'meta.json')) as f:
             self.meta = json.load(f)
         self.shards: List[str] = [osp.normpath(osp.join(index_dir, s))
@@ -115,8 +138,56 @@ class TarShardIndex:
             path = osp.join(index_dir, f'{key}.bin')
             self.arrays[key] = (np.memmap(path, dtype=dtype, mode='r')
                                 if osp.getsize(path) else np.zeros(0, dtype))
-        self._fds: Dict[int, int] = {}
+        self._fds: 'OrderedDict[int, int]' = OrderedDict()
         self._pid = os.getpid()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state['_fds'] = OrderedDict()  # descriptors do not travel
+        return state
+
+    @property
+    def open_shards(self) -> int:
+        """Shards this process holds open now."""
+        return len(self._fds) if self._pid == os.getpid() else 0
+
+    def close(self) -> None:
+        """Close every shard this process opened."""
+        if self._pid == os.getpid():
+            for fd in self._fds.values():
+                os.close(fd)
+        self._fds = OrderedDict()
+
+    def __del__(self):
+        try:
+            self.close()
+        except (OSError, AttributeError, TypeError):
+            pass
+
+    def _shard_fd(self, shard_id: int) -> int:
+        """The descriptor of shard ``shard_id``, opened through the LRU."""
+        if os.getpid() != self._pid:  # a forked worker: drop the parent's
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds, self._pid = OrderedDict(), os.getpid()
+        fd = self._fds.get(shard_id)
+        if fd is not None:
+            self._fds.move_to_end(shard_id)
+            return fd
+        while len(self._fds) >= self.max_open_shards:
+            os.close(self._fds.popitem(last=False)[1])
+        path = self.shards[shard_id]
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, 'O_CLOEXEC', 0))
+        except OSError as error:
+            hint = (' (the process is out of file descriptors: raise '
+                    '`ulimit -n` or lower max_open_shards / num_workers)'
+                    if error.errno in (errno.EMFILE, errno.ENFILE) else '')
+            raise DataEnvironmentError(
+                error.errno, f'cannot open tar shard {path} of index '
+                f'{self.index_dir}: {error.strerror}{hint}') from error
+        self._fds[shard_id] = fd
+        return fd
 
     def __len__(self) -> int:
         return int(self.meta['num_members'])
@@ -141,16 +212,22 @@ class TarShardIndex:
         if position is None:
             raise FileNotFoundError(f'{name!r} is not in the tar shards of '
                                     f'{self.index_dir}')
-        if os.getpid() != self._pid:  # fresh descriptors in each worker
-            self._fds, self._pid = {}, os.getpid()
         shard_id = int(self.arrays['shard_ids'][position])
-        if shard_id not in self._fds:
-            self._fds[shard_id] = os.open(self.shards[shard_id], os.O_RDONLY)
+        path = self.shards[shard_id]
         size = int(self.arrays['sizes'][position])
-        data = os.pread(self._fds[shard_id], size,
-                        int(self.arrays['offsets'][position]))
+        try:
+            data = os.pread(self._shard_fd(shard_id), size,
+                            int(self.arrays['offsets'][position]))
+        except DataEnvironmentError:
+            raise
+        except OSError as error:
+            raise DataEnvironmentError(
+                error.errno, f'cannot read member {name!r} of tar shard '
+                f'{path}: {error.strerror}') from error
         if len(data) != size:
-            raise OSError(f'{self.shards[shard_id]} is truncated at member {name!r}')
+            raise DataEnvironmentError(
+                errno.EIO, f'tar shard {path} is truncated at member {name!r} '
+                f'(read {len(data)} of {size} bytes); rebuild or re-copy it')
         return data
 
 
@@ -162,10 +239,11 @@ class TarShardBackend(BaseStorageBackend):
         index (str): Directory written by :func:`build_tar_index`.
         root (str): Prefix removed from requested paths to get member names.
             Defaults to '' (paths are member names).
+        max_open_shards (int): Shards kept open per process. Defaults to 64.
     """
 
-    def __init__(self, index: str, root: str = ''):
-        self.index = TarShardIndex(index)
+    def __init__(self, index: str, root: str = '', max_open_shards: int = 64):
+        self.index = TarShardIndex(index, max_open_shards)
         self.root = root
 
     def _member(self, filepath) -> str:

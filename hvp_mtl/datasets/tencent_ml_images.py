@@ -11,8 +11,9 @@ from mmengine.logging import print_log
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-from .bad_sample_tracker import BadSampleTracker
-from .ml_images_format import map_image_path, read_dictionary
+from .bad_sample_tracker import (BadSampleTracker, DataEnvironmentError,
+                                 is_environmental_error)
+from .ml_images_format import escapes_root, map_image_path, read_dictionary
 from .ml_images_index import MLImagesIndex, default_index_dir
 from .ml_images_index_builder import build_index
 
@@ -46,7 +47,11 @@ class TencentMLImages(BaseDataset):
     leading ``Load*`` transform of the pipeline fails (missing file,
     undecodable bytes), the sample is logged, counted and replaced by the next
     index (deterministic); past ``max_bad_fraction`` a
-    :class:`~.bad_sample_tracker.TooManyBadSamplesError` stops the run.
+    :class:`~.bad_sample_tracker.TooManyBadSamplesError` stops the run. A
+    failure of the environment (``EMFILE``, ``ENOSPC``, ``EIO``, a missing
+    tar shard) is not counted: it raises
+    :class:`~.bad_sample_tracker.DataEnvironmentError` naming the image and
+    list line.
 
     Args:
         ann_file (str): The list file (``train.txt``), relative to
@@ -68,6 +73,10 @@ class TencentMLImages(BaseDataset):
             has no (fresh) index. Defaults to 256.
         max_bad_fraction (float): Ceiling on unreadable images, see
             :class:`~.bad_sample_tracker.BadSampleTracker`. Defaults to 0.001.
+        allow_paths_outside_root (bool): Accept list entries that are
+            absolute or climb out with ``..``. Defaults to False: such an
+            entry is refused (a counted, logged bad sample naming the list
+            line) instead of reading outside ``data_root/data_prefix``.
         backend_args (dict, optional): mmengine file backend arguments used
             to fetch ``ann_file`` and ``dictionary_file`` and to join image
             paths. The image loader takes its own ``backend_args`` in the
@@ -89,6 +98,7 @@ class TencentMLImages(BaseDataset):
                  index_dir: Optional[str] = None,
                  max_inmemory_list_mb: float = 256,
                  max_bad_fraction: float = 0.001,
+                 allow_paths_outside_root: bool = False,
                  backend_args: Optional[dict] = None,
                  **kwargs):
         if dictionary_file and data_root and not osp.isabs(dictionary_file):
@@ -113,6 +123,7 @@ class TencentMLImages(BaseDataset):
         self.index_dir = index_dir
         self.max_inmemory_list_mb = max_inmemory_list_mb
         self.max_bad_fraction = max_bad_fraction
+        self.allow_paths_outside_root = allow_paths_outside_root
         self._index: Optional[MLImagesIndex] = None
         self._subset: Optional[np.ndarray] = None
         self._tracker: Optional[BadSampleTracker] = None
@@ -227,6 +238,11 @@ class TencentMLImages(BaseDataset):
         if self.binarize_threshold is not None:
             gt_score = (gt_score >= self.binarize_threshold).astype(np.float32)
         relative = map_image_path(self._index.raw_path(source), self.path_mapping)
+        if not self.allow_paths_outside_root and escapes_root(relative):
+            raise ValueError(
+                f'{self.annotation_line(idx)}: image path {relative!r} is '
+                'absolute or leaves data_root/data_prefix; set '
+                'allow_paths_outside_root=True to accept such entries')
         prefix = self.data_prefix.get('img_path', '')
         img_path = (join_path(prefix, relative, backend_args=self.backend_args)
                     if prefix else relative)
@@ -261,15 +277,23 @@ class TencentMLImages(BaseDataset):
         load_stage, augment_stage = self._split_pipeline()
         tracker = self.bad_sample_tracker
         for _ in range(len(self)):
-            data = self.get_data_info(idx)
             tracker.record_fetch()
+            data = {}
             try:
+                data = self.get_data_info(idx)
                 for transform in load_stage:
                     data = transform(data)
                     if data is None:
                         raise OSError('the loader returned None')
-            except Exception as error:  # any loader failure is a bad image
+            except Exception as error:  # a failure of this sample's image
                 where = f'{data.get("img_path")} ({self.annotation_line(idx)})'
+                if is_environmental_error(error):
+                    raise DataEnvironmentError(
+                        getattr(error, 'errno', None),
+                        f'{type(self).__name__}: loading {where} failed '
+                        f'because of the environment, not the image: '
+                        f'{error}. Not counted as a bad sample; fix the '
+                        'storage or limits and resume.') from error
                 tracker.record_failure(idx, where, error)
                 idx = (idx + 1) % len(self)
                 continue

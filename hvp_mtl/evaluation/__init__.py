@@ -6,9 +6,10 @@ from .feature_extraction import (RankShardSampler, build_sharded_dataloader,
 from .iter_interval_val_hook import IterIntervalValHook
 from .knn_classifier import knn_neighbours, topk_accuracy, weighted_knn_scores
 from .knn_probe import run_knn_probe
+from .class_chunked_ap import (average_precision_per_class,
+                               class_chunked_average_precision)
 from .multi_label_metrics import (SoftTargetAveragePrecision,
                                   SoftTargetMultiLabelMetric,
-                                  average_precision_per_class,
                                   binarize_soft_targets)
 from .multi_label_val_loop import MultiLabelValLoop, evenly_spaced_indices
 
@@ -17,6 +18,7 @@ __all__ = [
     'gather_shards', 'resolve_backbone', 'knn_neighbours', 'topk_accuracy',
     'weighted_knn_scores', 'run_knn_probe', 'SoftTargetAveragePrecision',
     'SoftTargetMultiLabelMetric', 'average_precision_per_class',
+    'class_chunked_average_precision',
     'IterIntervalValHook',
     'binarize_soft_targets', 'MultiLabelValLoop', 'evenly_spaced_indices'
 ]

@@ -3,6 +3,8 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
+from ..engine.runner.resume_state import preserved_rng_state
+
 __all__ = ['IterIntervalValHook']
 
 
@@ -17,7 +19,11 @@ class IterIntervalValHook(Hook):
     iteration of an epoch,
     where the train loop's own ``val_interval`` applies, so nothing is
     evaluated twice. With :class:`~.MultiLabelValLoop` each of these runs uses
-    the fixed subset and the model is handed back in train mode.
+    the fixed subset; with any val loop the model is handed back in train
+    mode. The random
+    generators are restored after each validation, so that a run resumed
+    from a checkpoint of the same iteration (which does not validate again)
+    continues bit-identically.
     Not needed with ``IterBasedTrainLoop`` (use its ``val_interval``).
 
     Args:
@@ -52,4 +58,9 @@ class IterIntervalValHook(Hook):
             print_log('IterIntervalValHook: no val_dataloader/val_evaluator, '
                       'nothing to validate', 'current')
             return
-        runner.val_loop.run()
+        was_training = runner.model.training
+        with preserved_rng_state():  # bit-identical resume, see there
+            runner.val_loop.run()
+        # any val loop: the rest of the epoch trains in train mode, as after
+        # a resume (the epoch loop sets it once per epoch)
+        runner.model.train(was_training)

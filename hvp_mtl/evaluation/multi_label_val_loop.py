@@ -24,6 +24,8 @@ from mmengine.runner.base_loop import BaseLoop
 from mmpretrain.registry import LOOPS
 from torch.utils.data import DataLoader, Subset
 
+from ..engine.runner.resume_state import preserved_rng_state
+
 __all__ = ['MultiLabelValLoop', 'evenly_spaced_indices']
 
 
@@ -129,7 +131,9 @@ class MultiLabelValLoop(ValLoop):
         old_flag = self._set_teacher(True) if self.use_teacher else False
         was_training = self.runner.model.training
         try:
-            metrics = super().run()
+            # leave the training's random stream untouched (exact resume)
+            with preserved_rng_state():
+                metrics = super().run()
         finally:
             self.dataloader = self.full_dataloader
             if self.use_teacher:

@@ -16,14 +16,17 @@ deletes the oldest kept checkpoint *before* writing the new one, so with
   back to the train loop on resume, so the resumable loops continue in O(1);
 * on automatic resume (``--resume`` without a path) checks the checkpoint
   named by ``last_checkpoint`` (zip structure and CRCs); if it is truncated
-  or corrupt it logs a warning and resumes from the newest intact one.
+  or corrupt it logs a warning and resumes from the newest intact one *that
+  the hook wrote*: only names of its ``filename_tmpl`` (``iter_{}.pth`` /
+  ``epoch_{}.pth``), newest step first, so an exported ``backbone.pth`` or
+  any other ``*.pth`` in the work dir is never taken for a training state.
 """
-import glob
 import logging
 import os
 import os.path as osp
+import re
 import zipfile
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import torch
 from mmengine.dist import broadcast_object_list, is_main_process
@@ -78,19 +81,48 @@ def is_intact_checkpoint(path: str) -> bool:
         return False
 
 
-def _candidates(directory: str) -> List[str]:
-    """Checkpoints in ``directory``, newest first."""
-    paths = glob.glob(osp.join(directory, '*.pth'))
-    return sorted(paths, key=osp.getmtime, reverse=True)
+DEFAULT_FILENAME_TMPLS = ('iter_{}.pth', 'epoch_{}.pth')
 
 
-def find_intact_checkpoint(work_dir: str) -> Optional[str]:
+def _candidates(directory: str, filename_tmpls: Sequence[str]) -> List[str]:
+    """Files of ``directory`` named by one of the checkpoint hook's
+    templates (``iter_{}.pth`` -> ``iter_<digits>.pth``), highest step first
+    (ties: newest file first)."""
+    patterns = [
+        re.compile(''.join(re.escape(part) if i % 2 == 0 else r'(\d+)'
+                           for i, part in enumerate(
+                               re.split(r'(\{[^{}]*\})', tmpl))) + '$')
+        for tmpl in filename_tmpls
+    ]
+    found = []
+    for name in os.listdir(directory) if osp.isdir(directory) else []:
+        path = osp.join(directory, name)
+        for pattern in patterns:
+            match = pattern.match(name)
+            if match and osp.isfile(path):
+                found.append((int(match.group(1)), osp.getmtime(path), path))
+                break
+    return [path for _, _, path in sorted(found, reverse=True)]
+
+
+def find_intact_checkpoint(
+        work_dir: str,
+        filename_tmpls: Sequence[str] = DEFAULT_FILENAME_TMPLS
+) -> Optional[str]:
     """The checkpoint to auto-resume from: ``last_checkpoint`` if intact.
 
-    Otherwise the newest intact ``*.pth`` next to it, with a warning. Returns
-    None when there is no ``last_checkpoint``; raises when none is intact.
-    (``FlexibleRunner`` resumes before ``before_run``, so ``tools/train.py``
-    calls this itself for FlexibleRunner configs.)
+    Otherwise the intact checkpoint of the highest step next to it whose
+    name follows one of ``filename_tmpls`` (the checkpoint hook's
+    ``filename_tmpl``), with a warning; other ``*.pth`` files (an exported
+    ``backbone.pth``) are never chosen. Returns None when there is no
+    ``last_checkpoint``; raises when none is intact. (``FlexibleRunner``
+    resumes before ``before_run``, so ``tools/train.py`` calls this itself
+    for FlexibleRunner configs.)
+
+    Args:
+        work_dir (str): The run's work dir (holds ``last_checkpoint``).
+        filename_tmpls (Sequence[str]): Checkpoint name templates with one
+            ``{}`` for the step.
     """
     pointer = osp.join(work_dir, 'last_checkpoint')
     if not osp.isfile(pointer):
@@ -100,7 +132,7 @@ def find_intact_checkpoint(work_dir: str) -> Optional[str]:
     if is_intact_checkpoint(latest):
         return latest
     directory = osp.dirname(latest) or work_dir
-    for path in _candidates(directory):
+    for path in _candidates(directory, filename_tmpls):
         if osp.abspath(path) != osp.abspath(latest) and \
                 is_intact_checkpoint(path):
             print_log(
@@ -112,7 +144,8 @@ def find_intact_checkpoint(work_dir: str) -> Optional[str]:
             return path
     raise RuntimeError(
         f'The latest checkpoint {latest} (named by {pointer}) is truncated or '
-        f'corrupt and no intact checkpoint was found in {directory}; remove '
+        f'corrupt and no intact checkpoint named like '
+        f'{" or ".join(filename_tmpls)} was found in {directory}; remove '
         f'{pointer} to start from scratch or pass --resume PATH.')
 
 
@@ -147,7 +180,7 @@ class AtomicCheckpointHook(CheckpointHook):
             runner._load_from = choice[0]
 
     def _choose_resume_checkpoint(self, work_dir: str) -> Optional[str]:
-        return find_intact_checkpoint(work_dir)
+        return find_intact_checkpoint(work_dir, (self.filename_tmpl, ))
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Hand ``resume_state`` to the train loop when resuming."""

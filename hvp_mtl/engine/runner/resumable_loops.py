@@ -13,7 +13,10 @@ The loops below take the position from ``checkpoint['resume_state']`` (see
 resumable sampler (:mod:`.resumable_samplers`) which starts there by slicing,
 and restore every rank's RNG state right before the first resumed batch is
 drawn, i.e. at the same point of the random stream as in the uninterrupted
-run. With ``num_workers=0`` a resumed run is bit-identical to an uninterrupted
+run. Validations inside training leave every generator as they found it
+(:func:`~.resume_state.preserved_rng_state`), so a validation that runs right
+after a checkpoint, which the resumed run does not repeat, changes nothing.
+With ``num_workers=0`` a resumed run is bit-identical to an uninterrupted
 one on CPU; with worker processes the data order is exact while augmentation
 randomness inside workers is freshly seeded (workers keep their own RNGs).
 """
@@ -24,7 +27,8 @@ from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from mmpretrain.registry import LOOPS
 
-from .resume_state import (dataloader_batch_size, load_rank_local_state,
+from .resume_state import (capture_rng_state, dataloader_batch_size,
+                           load_rank_local_state, preserved_rng_state,
                            restore_rng_state)
 
 __all__ = ['ResumableEpochBasedTrainLoop', 'ResumableIterBasedTrainLoop']
@@ -104,6 +108,8 @@ class ResumableEpochBasedTrainLoop(_ResumableLoopMixin, EpochBasedTrainLoop):
             epoch=self._epoch,
             consumed=self._batches_done * self._samples_per_step())
 
+    _rng_at_epoch_end: Optional[Dict[str, Any]] = None
+
     def run_epoch(self) -> None:
         """Iterate over one epoch, or over its remainder after a resume."""
         state, self._resume_state = self._resume_state, None
@@ -112,6 +118,11 @@ class ResumableEpochBasedTrainLoop(_ResumableLoopMixin, EpochBasedTrainLoop):
         if state and not mid_epoch:
             # checkpoint written at an epoch end: continue with a new epoch
             self._restore_rank_states(state)
+        elif not state and self._rng_at_epoch_end is not None:
+            # the epoch-end validation (any val loop) leaves no trace in the
+            # random stream, as in a run resumed from that epoch's checkpoint
+            restore_rng_state(self._rng_at_epoch_end)
+        self._rng_at_epoch_end = None
 
         self.runner.call_hook('before_train_epoch')
         self.runner.model.train()
@@ -126,6 +137,7 @@ class ResumableEpochBasedTrainLoop(_ResumableLoopMixin, EpochBasedTrainLoop):
             self.run_iter(idx, data_batch)
 
         self.runner.call_hook('after_train_epoch')
+        self._rng_at_epoch_end = capture_rng_state()
         self._epoch += 1
         self._batches_done = 0
 
@@ -201,7 +213,8 @@ class ResumableIterBasedTrainLoop(_ResumableLoopMixin, IterBasedTrainLoop):
                     and self._iter >= self.val_begin
                     and (self._iter % self.val_interval == 0
                          or self._iter == self._max_iters)):
-                self.runner.val_loop.run()
+                with preserved_rng_state():  # see preserved_rng_state
+                    self.runner.val_loop.run()
 
         self.runner.call_hook('after_train_epoch')
         self.runner.call_hook('after_train')

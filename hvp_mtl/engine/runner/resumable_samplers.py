@@ -13,22 +13,57 @@ still see every sample of the epoch once.
 The position is one-shot: it applies to the next ``iter(sampler)`` only; the
 following epochs start at 0. :class:`ResumableEpochBasedTrainLoop` and
 :class:`ResumableIterBasedTrainLoop` set it from ``checkpoint['resume_state']``.
+
+Memory: the epoch's order is one int32 tensor (int64 past 2**31 samples),
+~70 MB for ML-Images' 17.6M samples, never a Python list (~0.6-1.2 GB per
+rank); the padding of ``round_up`` is taken modulo the dataset size and the
+rank's positions are handed out in blocks of :data:`BLOCK` indices.
 """
 from typing import Iterator, Optional, Sized
 
+import numpy as np
 import torch
 from mmengine.dataset import DefaultSampler, InfiniteSampler
 from mmpretrain.registry import DATA_SAMPLERS
 
-__all__ = ['ResumableDefaultSampler', 'ResumableInfiniteSampler']
+__all__ = ['ResumableDefaultSampler', 'ResumableInfiniteSampler',
+           'epoch_order']
+
+BLOCK = 65536  # indices converted to Python ints at a time
 
 
-def _permutation(size: int, seed: int, epoch: int, shuffle: bool) -> list:
+def epoch_order(size: int, seed: int, epoch: int,
+                shuffle: bool) -> np.ndarray:
+    """The global index order of an epoch as a compact int array.
+
+    Equal to ``torch.randperm(size, generator=seeded(seed + epoch))`` (the
+    order of mmengine's ``DefaultSampler``), or ``arange`` without shuffle.
+
+    Args:
+        size (int): Dataset length.
+        seed (int): Sampler seed.
+        epoch (int): Epoch number.
+        shuffle (bool): Permute or not.
+
+    Returns:
+        np.ndarray: int32 [size] (int64 if ``size >= 2**31``).
+    """
+    dtype = torch.int32 if size < 2**31 else torch.int64
     if not shuffle:
-        return list(range(size))
+        return torch.arange(size, dtype=dtype).numpy()
     generator = torch.Generator()
     generator.manual_seed(seed + epoch)
-    return torch.randperm(size, generator=generator).tolist()
+    return torch.randperm(size, generator=generator, dtype=dtype).numpy()
+
+
+def _positions(order: np.ndarray, start: int, stop: int,
+               step: int) -> Iterator[int]:
+    """``order[p % len(order)]`` for ``p`` in ``range(start, stop, step)``,
+    as Python ints, :data:`BLOCK` at a time."""
+    size = len(order)
+    for first in range(start, stop, step * BLOCK):
+        positions = np.arange(first, min(first + step * BLOCK, stop), step)
+        yield from order[positions % size].tolist()
 
 
 @DATA_SAMPLERS.register_module()
@@ -63,13 +98,13 @@ class ResumableDefaultSampler(DefaultSampler):
         self._start = min(int(consumed), self.total_size)
 
     def __iter__(self) -> Iterator[int]:
-        indices = _permutation(len(self.dataset), self.seed, self.epoch,
-                               self.shuffle)
-        if self.round_up:
-            repeats = self.total_size // len(indices) + 1
-            indices = (indices * repeats)[:self.total_size]
+        order = epoch_order(len(self.dataset), self.seed, self.epoch,
+                            self.shuffle)
+        # round_up pads by repeating the order; otherwise total_size is
+        # len(dataset) and no position wraps
         start, self._start = self._start, 0
-        return iter(indices[start + self.rank:self.total_size:self.world_size])
+        return _positions(order, start + self.rank, self.total_size,
+                          self.world_size)
 
 
 @DATA_SAMPLERS.register_module()
@@ -105,14 +140,16 @@ class ResumableInfiniteSampler(InfiniteSampler):
 
     def _stream(self, start: int) -> Iterator[int]:
         position = start + self.rank
-        epoch, permutation = None, None
         while True:
-            if position // self.size != epoch:
-                epoch = position // self.size
-                permutation = _permutation(self.size, self.seed, epoch,
-                                           self.shuffle)
-            yield permutation[position % self.size]
-            position += self.world_size
+            epoch = position // self.size
+            order = epoch_order(self.size, self.seed, epoch, self.shuffle)
+            # this rank's positions inside permutation ``epoch``
+            end = (epoch + 1) * self.size
+            yield from _positions(order, position - epoch * self.size,
+                                  end - epoch * self.size, self.world_size)
+            del order
+            position += -(-(end - position) // self.world_size) * \
+                self.world_size
 
     def __iter__(self) -> Iterator[int]:
         start, self._start = self._start, 0

@@ -21,8 +21,9 @@ stored under ``checkpoint['resume_state']``. Everything in it is a plain
 python object or a tensor, so the checkpoint still loads with
 ``torch.load(weights_only=True)``.
 """
+import contextlib
 import random
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -30,7 +31,8 @@ from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.model import is_model_wrapper
 
 __all__ = [
-    'capture_rng_state', 'restore_rng_state', 'collect_resume_state',
+    'capture_rng_state', 'restore_rng_state', 'preserved_rng_state',
+    'collect_resume_state',
     'dataloader_batch_size', 'rank_local_state', 'load_rank_local_state'
 ]
 
@@ -64,6 +66,23 @@ def restore_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state['torch'])
     if 'cuda' in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state['cuda'])
+
+
+@contextlib.contextmanager
+def preserved_rng_state() -> Iterator[None]:
+    """Run a block without changing this process's random generators.
+
+    A validation inside training (creating its dataloader iterator draws a
+    seed from torch's generator) must not move the training's random stream:
+    a run resumed from a checkpoint written right before that validation
+    restores the generators as they were at the checkpoint and does not
+    validate again, so it would diverge from the uninterrupted run.
+    """
+    state = capture_rng_state()
+    try:
+        yield
+    finally:
+        restore_rng_state(state)
 
 
 def _as_python_state(state):
