@@ -127,10 +127,11 @@ def _gradient_share(tmp, pretrain_root, name, **distill):
     cfg.model.mlc_head.update(distill.get('head', {}))
     model, data = _model_and_batch(cfg)
     pad = 11166 - data['data_samples'][0].gt_score.numel()
-    for s in data['data_samples']:
+    for s in data['data_samples']:  # the extra classes: negatives of every image
+        s.set_metainfo(dict(num_classes=11166))
         s.set_gt_score(torch.cat([s.gt_score, s.gt_score.new_zeros(pad)]))
     optimizer = torch.optim.AdamW(
-        [p for n, p in model.named_parameters() if not n.startswith('teacher.')], lr=1e-3)
+        [p for n, p in model.named_parameters() if not n.startswith('teacher.')], lr=1e-4)
     for _ in range(5):
         optimizer.zero_grad()
         losses = model(**data, mode='loss')
@@ -149,14 +150,16 @@ def _gradient_share(tmp, pretrain_root, name, **distill):
     assert '| distill |' in proc.stdout and 'zero-padded by 11102' in proc.stdout
     rows = {r['task']: r for r in json.loads(out.read_text())['rows']}
     assert set(rows) == set(TASKS)
-    return rows['distill']['share']
+    return rows['distill']
 
 
 def test_distillation_gradient_is_not_trivial_at_11166_classes(pretrain_root, tmp_path):
-    # Measured (docs/method.md, "Distillation at 11,166 classes"): share 7-12 % with
-    # T = 0.07 per scoring token, < 0.1 % with the literal T = 1 mean-token reading.
-    share = _gradient_share(tmp_path, pretrain_root, 'albef')
+    # Measured (docs/method.md, "Distillation at 11,166 classes"): after 5 steps, distillation
+    # at T = 0.07 per scoring token carries 99 % of the last-stage gradient norm (|grad| 55);
+    # the literal reading (T = 1, mean token) 34 % (|grad| 0.30): ~1 / T^2 = 204x weaker.
+    # Swin-B at initialisation (224 px, batch 2): 78 % against 1.7 %.
+    ours = _gradient_share(tmp_path, pretrain_root, 'albef')
     literal = _gradient_share(tmp_path, pretrain_root, 'literal',
                               loss=dict(temperature=1.0), head=dict(similarity='mean_token'))
-    assert share > 0.02, f'distillation share {share:.4f} of the last-stage gradient'
-    assert share > 10 * literal, (share, literal)
+    assert ours['share'] > 0.5, f"distillation share {ours['share']:.3f} of the gradient"
+    assert ours['grad_norm'] > 20 * literal['grad_norm'], (ours, literal)

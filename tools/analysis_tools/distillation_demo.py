@@ -3,6 +3,7 @@
     python tools/analysis_tools/distillation_demo.py --data-root DEMO_WORLD
         [--seeds 0 1 2] [--iters 300] [--arms distill no_distill literal]
         [--work-dir work_dirs/distillation_demo] [--out docs/results/distillation_demo.json]
+    python tools/analysis_tools/distillation_demo.py --data-root X --table-only   # table of --out
 
 Every run is ``tools/train.py configs/demo/hvp_swin-demo_pretrain.py`` (the demo's pre-training
 config, ``DEMO_WORLD/pretrain``), with the same iterations and schedule in every arm:
@@ -140,7 +141,13 @@ def main():
     parser.add_argument('--arms', nargs='+', default=list(ARMS), choices=list(ARMS))
     parser.add_argument('--work-dir', default='work_dirs/distillation_demo')
     parser.add_argument('--out', default='docs/results/distillation_demo.json')
+    parser.add_argument('--table-only', action='store_true',
+                        help='print the table of an existing --out file and stop')
     args = parser.parse_args()
+    if args.table_only:
+        with open(args.out) as f:
+            print(markdown(json.load(f)['summary']))
+        return
     data_root = osp.abspath(args.data_root)
     runs = []
     for seed in args.seeds:

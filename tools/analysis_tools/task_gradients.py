@@ -25,9 +25,9 @@ import math
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.dataset import pseudo_collate
+from mmengine.dataset import default_collate
 from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
+from mmengine.runner import load_checkpoint, set_random_seed
 from mmpretrain.registry import DATASETS, MODELS
 
 TASKS = ('mlc', 'swav', 'mim', 'distill')
@@ -46,12 +46,13 @@ def first_batch(cfg: Config, batch_size: int, num_classes: int):
     """``(inputs, data_samples)`` of the first images of the training set,
     targets zero-padded to ``num_classes``."""
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    batch = pseudo_collate([dataset[i] for i in range(batch_size)])
+    batch = default_collate([dataset[i] for i in range(batch_size)])
     padded = 0
     for sample in batch['data_samples']:
         score = sample.gt_score
         if score.numel() < num_classes:
             padded = num_classes - score.numel()
+            sample.set_metainfo(dict(num_classes=num_classes))
             sample.set_gt_score(torch.cat([score, score.new_zeros(padded)]))
     return batch, padded
 
@@ -79,7 +80,7 @@ def task_gradient_table(model: torch.nn.Module, data: dict) -> list:
                                     allow_unused=True)
         norm = math.sqrt(sum(float(g.double().pow(2).sum())
                              for g in grads if g is not None))
-        rows.append(dict(task=task, weighted=float(losses[key]),
+        rows.append(dict(task=task, weighted=float(losses[key].detach()),
                          unweighted=float(losses[f'{task}_unweighted']),
                          grad_norm=norm))
     total = sum(r['grad_norm'] for r in rows) or 1.0
@@ -117,7 +118,7 @@ def main():
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope('mmpretrain')
     import hvp_mtl  # noqa: F401  (registers the plugin, checkpoint allow-list)
-    torch.manual_seed(args.seed)
+    set_random_seed(args.seed)  # torch, numpy, random: weights, crops, mask
     model = MODELS.build(cfg.model)
     model.init_weights()
     if args.checkpoint:
@@ -127,7 +128,7 @@ def main():
     model.train()
     num_classes = model.mlc_head.num_classes if model.mlc_head else 0
     data, padded = first_batch(cfg, args.batch_size, num_classes)
-    torch.manual_seed(args.seed)
+    set_random_seed(args.seed)  # drop-path and dropout of the student
     rows = task_gradient_table(model, data)
     print(f'config: {args.config}  checkpoint: {args.checkpoint or "none"}  '
           f'batch: {args.batch_size}  classes: {num_classes}'
