@@ -14,10 +14,12 @@ config, ``DEMO_WORLD/pretrain``), with the same iterations and schedule in every
 
 Each checkpoint is then scored on the demo world's ``val.txt`` (the validation pipeline of the
 pre-training configs, at 64 px): multi-label mAP of the student and, where one exists, of the EMA
-teacher, and teacher-student agreement: top-1 agreement of the two decoders' logits and the mean
-symmetric KL of their ``S(., Q0)`` at T = 0.07 (scoring tokens, the same measure for every arm).
-Finished runs are skipped when the command is repeated. Results (per run, and mean +- sample
-standard deviation per arm) go to ``--out`` and to stdout as a markdown table.
+teacher, and teacher-student agreement: top-1 agreement of the two decoders' logits (in %), the
+mean per-image Pearson correlation of their logits over the classes, and the mean symmetric KL
+of their ``S(., Q0)`` at T = 0.07 (scoring tokens, the same measure for every arm).
+Finished runs are skipped when the command is repeated (``--no-train``: evaluate only those).
+Results (per run, and mean +- sample standard deviation per arm) go to ``--out`` and to stdout
+as a markdown table.
 """
 import argparse
 import json
@@ -105,6 +107,8 @@ def evaluate(ckpt: str, work_dir: str, data_root: str) -> dict:
     if 'teacher' in modules:
         result['top1_agreement'] = float(
             (logits['student'].argmax(1) == logits['teacher'].argmax(1)).float().mean() * 100)
+        centred = [x - x.mean(1, keepdim=True) for x in (logits['student'], logits['teacher'])]
+        result['logit_corr'] = float(torch.nn.functional.cosine_similarity(*centred, dim=1).mean())
         kl = SymmetricKLDistillationLoss(AGREEMENT_TEMPERATURE)
         result['sim_sym_kl'] = float(kl(sims['student'], sims['teacher']))
     return result
@@ -123,7 +127,7 @@ def summarise(runs: list) -> dict:
 
 
 def markdown(summary: dict) -> str:
-    keys = ['student_mAP', 'teacher_mAP', 'top1_agreement', 'sim_sym_kl']
+    keys = ['student_mAP', 'teacher_mAP', 'top1_agreement', 'logit_corr', 'sim_sym_kl']
     lines = ['| arm | n | ' + ' | '.join(keys) + ' |', '|---' * (len(keys) + 2) + '|']
     for arm, stats in summary.items():
         cells = [f"{stats[k]['mean']:.4g} ± {stats[k]['std']:.2g}" if k in stats else 'n/a'
@@ -141,6 +145,8 @@ def main():
     parser.add_argument('--arms', nargs='+', default=list(ARMS), choices=list(ARMS))
     parser.add_argument('--work-dir', default='work_dirs/distillation_demo')
     parser.add_argument('--out', default='docs/results/distillation_demo.json')
+    parser.add_argument('--no-train', action='store_true',
+                        help='evaluate only the runs that have a checkpoint')
     parser.add_argument('--table-only', action='store_true',
                         help='print the table of an existing --out file and stop')
     args = parser.parse_args()
@@ -154,6 +160,9 @@ def main():
         for arm in args.arms:
             work = osp.abspath(osp.join(args.work_dir, f'{arm}_seed{seed}'))
             os.makedirs(work, exist_ok=True)
+            ckpt = osp.join(work, f'iter_{args.iters}.pth')
+            if args.no_train and not osp.isfile(ckpt):
+                continue
             ckpt = train(arm, seed, args.iters, data_root, work)
             runs.append(dict(arm=arm, seed=seed, **evaluate(ckpt, work, data_root)))
             print(json.dumps(runs[-1]), flush=True)
