@@ -26,9 +26,10 @@ class SymmetricKLDistillationLoss(nn.Module):
       ``T ** 2`` rescaling of the loss. The paper names no temperature and
       cites ALBEF, whose similarities are cosines divided by ``T = 0.07``:
       that is the default. ``T = 1`` is eq. (6) read literally; with cosines
-      in ``[-1, 1]`` over ``C`` classes its softmax is near uniform and the
-      loss and its gradient shrink roughly like ``1 / C`` (measured in
-      docs/method.md).
+      in ``[-1, 1]`` its softmax over ``C`` classes is near uniform, and for
+      the same student-teacher gap it sends ~``1 / T ** 2`` = 204x less
+      gradient than ``T = 0.07`` (measured 186x for Swin-B at 11,166
+      classes, docs/method.md).
     * Expectation ``E_{g, g'}`` = mean over the batch.
 
     Log-probabilities come from ``log_softmax`` in fp32 with autocast
