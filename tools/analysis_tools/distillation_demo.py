@@ -13,8 +13,8 @@ config, ``DEMO_WORLD/pretrain``), with the same iterations and schedule in every
 * ``literal``: eq. (5) as ``Q0 (x) g`` with ``g`` the mean token and eq. (6) at T = 1.
 
 Each checkpoint is then scored on the demo world's ``val.txt`` (the validation pipeline of the
-pre-training configs, at 64 px): multi-label mAP of the student and, where one exists, of the EMA
-teacher, and teacher-student agreement: top-1 agreement of the two decoders' logits (in %), the
+pre-training configs, at 64 px): multi-label mAP of the untrained model (same seed), of the
+student and, where one exists, of the EMA teacher, and teacher-student agreement: top-1 agreement of the two decoders' logits (in %), the
 mean per-image Pearson correlation of their logits over the classes, and the mean symmetric KL
 of their ``S(., Q0)`` at T = 0.07 (scoring tokens, the same measure for every arm).
 Finished runs are skipped when the command is repeated (``--no-train``: evaluate only those).
@@ -59,12 +59,13 @@ def train(arm: str, seed: int, iters: int, data_root: str, work_dir: str) -> str
 
 
 @torch.no_grad()
-def evaluate(ckpt: str, work_dir: str, data_root: str) -> dict:
-    """Student/teacher mAP and teacher-student agreement on ``val.txt``."""
+def evaluate(ckpt: str, work_dir: str, data_root: str, seed: int) -> dict:
+    """Student/teacher mAP and teacher-student agreement on ``val.txt``, and
+    the mAP of the untrained model (built and initialised with ``seed``)."""
     from mmengine.config import Config
     from mmengine.dataset import pseudo_collate
     from mmengine.evaluator import Evaluator
-    from mmengine.runner import load_checkpoint
+    from mmengine.runner import load_checkpoint, set_random_seed
     from mmpretrain.registry import DATASETS, MODELS
     from mmpretrain.structures import DataSample
 
@@ -73,6 +74,10 @@ def evaluate(ckpt: str, work_dir: str, data_root: str) -> dict:
     from hvp_mtl.models.losses import SymmetricKLDistillationLoss
 
     cfg = Config.fromfile(osp.join(work_dir, osp.basename(CONFIG)))
+    set_random_seed(seed)
+    untrained = MODELS.build(cfg.model)
+    untrained.init_weights()
+    untrained.eval()
     model = MODELS.build(cfg.model)
     load_checkpoint(model, ckpt, map_location='cpu', strict=True)
     model.eval()
@@ -88,7 +93,7 @@ def evaluate(ckpt: str, work_dir: str, data_root: str) -> dict:
     batch['inputs'] = [torch.stack(batch['inputs'])]  # one view of N images
     inputs = model.data_preprocessor(batch, False)['inputs'][0]
     targets = torch.stack([s.gt_score for s in batch['data_samples']])
-    modules = dict(student=model)
+    modules = dict(untrained=untrained, student=model)
     if model.teacher is not None:
         modules['teacher'] = model.teacher
     logits, sims, result = {}, {}, {}
@@ -127,7 +132,8 @@ def summarise(runs: list) -> dict:
 
 
 def markdown(summary: dict) -> str:
-    keys = ['student_mAP', 'teacher_mAP', 'top1_agreement', 'logit_corr', 'sim_sym_kl']
+    keys = ['untrained_mAP', 'student_mAP', 'teacher_mAP', 'top1_agreement', 'logit_corr',
+            'sim_sym_kl']
     lines = ['| arm | n | ' + ' | '.join(keys) + ' |', '|---' * (len(keys) + 2) + '|']
     for arm, stats in summary.items():
         cells = [f"{stats[k]['mean']:.4g} ± {stats[k]['std']:.2g}" if k in stats else 'n/a'
@@ -164,7 +170,7 @@ def main():
             if args.no_train and not osp.isfile(ckpt):
                 continue
             ckpt = train(arm, seed, args.iters, data_root, work)
-            runs.append(dict(arm=arm, seed=seed, **evaluate(ckpt, work, data_root)))
+            runs.append(dict(arm=arm, seed=seed, **evaluate(ckpt, work, data_root, seed)))
             print(json.dumps(runs[-1]), flush=True)
     summary = summarise(runs)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
