@@ -28,7 +28,7 @@ model = dict(
     mim_head=dict(type='MIMLinearDecoderHead', in_channels=1024, encoder_stride=32,
                   loss=dict(type='MaskedReconstructionLoss')),
     loss_weights=dict(mlc=0.001, swav=0.02, mim=1.0, distill=10.0),
-    distill_loss=dict(type='SymmetricKLDistillationLoss', temperature=1.0),
+    distill_loss=dict(type='SymmetricKLDistillationLoss', temperature=0.07),  # ALBEF's
     teacher_momentum=0.995)
 
 # data: two global views of each image; the SimMIM mask (32-px blocks, ratio 0.6, at the

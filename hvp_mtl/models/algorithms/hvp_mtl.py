@@ -33,9 +33,13 @@ class HVPMTL(BaseSelfSupervisor):
             F     -> SwAV head: view0 vs view1 swapped codes       (eq. 2-3)
             F     -> multi-label decoder, gt_score of both views   (eq. 1)
                      (``mlc_views='unmasked'``: F[B:] only)
-                     g of view1 -> S(g, Q0)                         (eq. 5)
-        view1 --EMA teacher (no_grad, eval)--> g' -> S(g', Q0)      (eq. 5)
-        symmetric KL(S(g, Q0), S(g', Q0))                           (eq. 6)
+                     output tokens h of view1 -> S(h, Q0)           (eq. 5)
+        view1 (clean) --EMA teacher (no_grad, eval)--> h' -> S(h', Q0)
+        symmetric KL(S(h, Q0) / T, S(h', Q0) / T)                   (eq. 6)
+
+    ``S`` compares each class's label embedding with the decoder token that
+    scores it (``MultiLabelDecoderHead.similarity``); ``T`` is the
+    ``distill_loss`` temperature (0.07, ALBEF's).
 
     The two views share one backbone call; rows of view 1 get an all-zero
     mask, which leaves them exactly unmasked. ``forward`` changes no weight:
@@ -72,7 +76,7 @@ class HVPMTL(BaseSelfSupervisor):
                  mim_head: Optional[dict] = None,
                  loss_weights: Optional[dict] = None,
                  distill_loss: dict = dict(
-                     type='SymmetricKLDistillationLoss', temperature=1.0),
+                     type='SymmetricKLDistillationLoss', temperature=0.07),
                  teacher_momentum: float = 0.995,
                  predict_with_teacher: bool = False,
                  mlc_views: str = 'both',
@@ -229,15 +233,16 @@ class HVPMTL(BaseSelfSupervisor):
             targets = self._stack(data_samples, 'gt_score',
                                   'soft targets of TencentMLImages').float()
             both = self.mlc_views == 'both'
-            logits, embedding = self.mlc_head(feats if both else feats[batch:])
+            tokens = self.mlc_head.decode(feats if both else feats[batch:])
+            logits = self.mlc_head.classify(tokens)
             raw['mlc'] = self.mlc_head.loss(
                 logits, torch.cat([targets, targets]) if both else targets)
             if both:  # view-1 rows: diagnostics and distillation
-                logits, embedding = logits[batch:], embedding[batch:]
+                logits, tokens = logits[batch:], tokens[batch:]
             diagnostics = self.mlc_head.diagnostics(logits.detach(), targets)
             logs.update({f'mlc_{k}': v for k, v in diagnostics.items()})
         if self.teacher is not None:
-            raw['distill'] = self._distill(embedding, view1)
+            raw['distill'] = self._distill(tokens, view1)
             logs['teacher_momentum'] = feats.new_full(
                 (), self.teacher.momentum, dtype=torch.float32)
 
@@ -248,20 +253,26 @@ class HVPMTL(BaseSelfSupervisor):
         losses.update(logs)
         return losses
 
-    def _distill(self, student_embedding: torch.Tensor,
-                 view: torch.Tensor) -> torch.Tensor:
+    def _distill(self, student_tokens: torch.Tensor,
+                 clean_view: torch.Tensor) -> torch.Tensor:
         """Eq. (6) between the student's and the teacher's ``S(., Q0)``.
+
+        Args:
+            student_tokens (torch.Tensor): Decoder tokens of the clean view,
+                ``[B, K|C, d]``.
+            clean_view (torch.Tensor): The unmasked view ``[B, 3, S, S]``;
+                the teacher sees it without any mask.
 
         Both similarities use the student's label embeddings ``Q0`` (eq. 5
         writes one ``Q0`` for both sides; the teacher side is detached).
         """
         label_embeddings = self.mlc_head.class_embeddings()
         with torch.no_grad():
-            _, teacher_embedding = self.teacher.mlc_head(
-                self.teacher.backbone(view))
+            teacher_tokens = self.teacher.mlc_head.decode(
+                self.teacher.backbone(clean_view))
             teacher_sim = self.mlc_head.label_similarity(
-                teacher_embedding, label_embeddings.detach())
-        student_sim = self.mlc_head.label_similarity(student_embedding,
+                teacher_tokens, label_embeddings.detach())
+        student_sim = self.mlc_head.label_similarity(student_tokens,
                                                      label_embeddings)
         return self.distill_loss(student_sim, teacher_sim)
 

@@ -45,10 +45,14 @@ class MultiLabelDecoderHead(BaseModule):
     ``group_weight [K, g, d]`` in grouped mode; ``class_bias [C]`` in both.
     :meth:`class_embeddings` returns ``Q0 [C, d]`` in either mode.
 
-    Eq. (5): the image embedding ``g`` is the mean of the decoder's output
-    tokens (after the final LayerNorm), ``[B, d]``;
-    :meth:`label_similarity` returns ``S(g, Q0)`` = cosine similarities
-    ``[B, C]`` between ``g`` and every label embedding.
+    Eq. (5), :meth:`label_similarity`: ``S(g, Q0) [B, C]``, for each class
+    the cosine between its label embedding ``Q0_c`` and the decoder output
+    that scores it (``similarity='scoring_token'``, default): the class's
+    own token ``h_c`` in per-class mode, its group's token ``h_k(c)`` in
+    grouped mode. ``similarity='mean_token'`` is the literal reading (one
+    ``g [B, d]``, the mean of the output tokens, against every ``Q0_c``);
+    in grouped mode it compares ``Q0_c`` with a mean over groups it was
+    never trained against. See docs/method.md.
 
     Args:
         num_classes (int): ``C``.
@@ -69,11 +73,14 @@ class MultiLabelDecoderHead(BaseModule):
             keys. Defaults to True.
         bias_prior_prob (float, optional): Initialise class biases to
             ``logit(prior)`` (RetinaNet-style); None keeps them at 0.
+        similarity (str): What eq. (5) compares: ``'scoring_token'`` or
+            ``'mean_token'``. Defaults to ``'scoring_token'``.
         loss (dict): Multi-label loss config.
         init_cfg (dict, optional): Initialisation config.
     """
 
     MODES = ('grouped', 'per_class')
+    SIMILARITIES = ('scoring_token', 'mean_token')
 
     def __init__(self,
                  num_classes: int,
@@ -89,11 +96,15 @@ class MultiLabelDecoderHead(BaseModule):
                  norm_first: bool = False,
                  with_pos_embed: bool = True,
                  bias_prior_prob: Optional[float] = None,
+                 similarity: str = 'scoring_token',
                  loss: dict = dict(type='WeightedAsymmetricLoss'),
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if mode not in self.MODES:
             raise ValueError(f'mode must be one of {self.MODES}, got {mode!r}')
+        if similarity not in self.SIMILARITIES:
+            raise ValueError(f'similarity must be one of {self.SIMILARITIES}, '
+                             f'got {similarity!r}')
         if query_self_attn is None:
             query_self_attn = mode == 'per_class'
         if mode == 'grouped' and query_self_attn:
@@ -101,6 +112,7 @@ class MultiLabelDecoderHead(BaseModule):
                              '(ML-Decoder); set query_self_attn=False')
         self.num_classes = num_classes
         self.mode = mode
+        self.similarity = similarity
         self.embed_dims = embed_dims
         self.with_pos_embed = with_pos_embed
         self.bias_prior_prob = bias_prior_prob
@@ -170,7 +182,7 @@ class MultiLabelDecoderHead(BaseModule):
     def forward(
         self, feats: Union[torch.Tensor, Sequence[torch.Tensor]]
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Per-class logits and the image embedding ``g``.
+        """Per-class logits and the mean output token ``g``.
 
         Args:
             feats (Tensor | Sequence[Tensor]): ``[B, d0, H, W]`` or the
@@ -179,6 +191,14 @@ class MultiLabelDecoderHead(BaseModule):
         Returns:
             tuple: ``logits [B, C]`` and ``g [B, d]``.
         """
+        tokens = self.decode(feats)
+        return self.classify(tokens), tokens.mean(dim=1)
+
+    def decode(
+            self, feats: Union[torch.Tensor,
+                               Sequence[torch.Tensor]]) -> torch.Tensor:
+        """Decoder output tokens ``[B, K, d]`` (grouped) or ``[B, C, d]``
+        (per-class), after the final LayerNorm; input as :meth:`forward`."""
         if not isinstance(feats, torch.Tensor):
             feats = feats[-1]
         batch, _, height, width = feats.shape
@@ -193,38 +213,58 @@ class MultiLabelDecoderHead(BaseModule):
             hidden = self.label_embeddings[None]  # [1, C, d]
         for layer in self.layers:
             hidden = layer(hidden, memory, pos)
-        hidden = self.final_norm(hidden.expand(batch, -1, -1))  # [B, K|C, d]
-        embedding = hidden.mean(dim=1)
+        return self.final_norm(hidden.expand(batch, -1, -1))
 
+    def classify(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, C]`` of the output tokens of :meth:`decode`."""
         if self.mode == 'grouped':
-            logits = torch.einsum('bkd,kgd->bkg', hidden,
-                                  self.group_weight.to(hidden.dtype))
-            logits = logits.reshape(batch, -1)[:, :self.num_classes]
+            logits = torch.einsum('bkd,kgd->bkg', tokens,
+                                  self.group_weight.to(tokens.dtype))
+            logits = logits.flatten(1)[:, :self.num_classes]
         else:
-            logits = torch.einsum('bcd,cd->bc', hidden,
-                                  self.class_weight.to(hidden.dtype))
-        return logits + self.class_bias.to(logits.dtype), embedding
+            logits = torch.einsum('bcd,cd->bc', tokens,
+                                  self.class_weight.to(tokens.dtype))
+        return logits + self.class_bias.to(logits.dtype)
 
     def label_similarity(
             self,
             embedding: torch.Tensor,
             label_embeddings: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Eq. (5): ``S(g, Q0)``, cosine similarities, fp32.
+        """Eq. (5): ``S(g, Q0)``, cosine similarities ``[B, C]``, fp32.
+
+        * ``embedding`` = output tokens ``[B, K|C, d]`` of :meth:`decode`:
+          with ``similarity='scoring_token'``, ``S_c = cos(Q0_c, h_k(c))``
+          (``k(c) = c`` in per-class mode); with ``'mean_token'``, ``g`` =
+          the tokens' mean, as for a 2-D input.
+        * ``embedding`` = ``g [B, d]``: ``S_c = cos(Q0_c, g)`` (the literal
+          reading of eq. 5, ``Q0 (x) g``, on unit vectors).
+
+        The temperature of eq. (6) is applied by the distillation loss.
 
         Args:
-            embedding (torch.Tensor): ``g``, ``[B, d]``.
-            label_embeddings (torch.Tensor, optional): ``Q0`` ``[C, d]``;
-                defaults to this head's :meth:`class_embeddings`.
+            embedding (torch.Tensor): Tokens ``[B, K|C, d]`` or ``g [B, d]``.
+            label_embeddings (torch.Tensor, optional): ``Q0 [C, d]`` (e.g.
+                detached); defaults to this head's :meth:`class_embeddings`.
 
         Returns:
             torch.Tensor: ``[B, C]`` in ``[-1, 1]``.
         """
         if label_embeddings is None:
             label_embeddings = self.class_embeddings()
+        if embedding.dim() == 3 and self.similarity == 'mean_token':
+            embedding = embedding.mean(dim=1)
         with torch.autocast(device_type=embedding.device.type, enabled=False):
-            g = F.normalize(embedding.float(), dim=-1)
+            h = F.normalize(embedding.float(), dim=-1)
             q0 = F.normalize(label_embeddings.float(), dim=-1)
-            return g @ q0.t()
+            if h.dim() == 2:
+                return h @ q0.t()
+            if self.mode == 'per_class':
+                return torch.einsum('bcd,cd->bc', h, q0)
+            padding = self.num_groups * self.group_size - self.num_classes
+            q0 = F.pad(q0, (0, 0, 0, padding)).view(self.num_groups,
+                                                    self.group_size, -1)
+            sim = torch.einsum('bkd,kgd->bkg', h, q0)
+            return sim.flatten(1)[:, :self.num_classes]
 
     def loss(self, logits: torch.Tensor,
              targets: torch.Tensor) -> torch.Tensor:
