@@ -191,6 +191,10 @@ def apply_short_run_settings(cfg: Config) -> Config:
     * Heads at lr 3e-3, backbone at 1e-4: with the backbone at the heads'
       rate the label decoder's few early gradients are swamped by the
       backbone's drift and mAP barely moves within 100 iterations.
+    * Distillation as the demo config reads it at 64 classes (mean token,
+      T = 1): at the paper config's T = 0.07 with alpha_4 = 10 distillation
+      dominates the backbone gradient at this scale and costs mAP
+      (docs/method.md, docs/results/distillation_demo_300iters.json).
     """
     cfg.model.loss_weights = dict(cfg.model.get('loss_weights') or {},
                                   **SHORT_RUN_LOSS_WEIGHTS)
@@ -205,6 +209,8 @@ def apply_short_run_settings(cfg: Config) -> Config:
                     if v['type'] == 'RandomResizedCrop':
                         v['scale'] = IMG_SIZE
     cfg.train_dataloader.dataset.pipeline = pipeline
+    cfg.model.distill_loss.temperature = demo.model.distill_loss.temperature
+    cfg.model.mlc_head.similarity = demo.model.mlc_head.similarity
     # the base lr is the backbone's, so its norm/bias/position-table keys
     # keep their decay_mult=0 (mmengine applies only the longest matching
     # key; the heads' norms and biases get weight decay, negligible here)
