@@ -8,12 +8,11 @@ from mmpretrain.registry import MODELS
 from ..builder import build_module
 from mmpretrain.structures import DataSample
 
+from .loss_weights import parse_loss_weights
 from .momentum_teacher import MomentumTeacher
 
 __all__ = ['HVPMTL']
 
-DEFAULT_LOSS_WEIGHTS = dict(mlc=0.001, swav=0.02, mim=1.0, distill=10.0,
-                            montage=0.0)
 
 
 @MODELS.register_module()
@@ -90,19 +89,7 @@ class HVPMTL(BaseSelfSupervisor):
                  data_preprocessor: Optional[dict] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        weights = dict(DEFAULT_LOSS_WEIGHTS)
-        unknown = set(loss_weights or {}) - set(weights)
-        if unknown:
-            raise KeyError(f'unknown loss_weights keys {sorted(unknown)}; '
-                           f'expected {sorted(weights)}')
-        weights.update({k: float(v) for k, v in (loss_weights or {}).items()})
-        if any(w < 0 for w in weights.values()):
-            raise ValueError(f'loss weights must be >= 0, got {weights}')
-        if weights['distill'] > 0 and weights['mlc'] == 0:
-            raise ValueError('distill > 0 needs the multi-label decoder: set '
-                             'loss_weights.distill=0 when mlc=0')
-        if not any(weights.values()):
-            raise ValueError('every loss weight is 0: nothing to train')
+        weights = parse_loss_weights(loss_weights)
         super().__init__(
             backbone=backbone,
             data_preprocessor=data_preprocessor,
