@@ -129,3 +129,24 @@ def test_montage_needs_four_stages(pretrain_root):
     cfg.model.pop('montage_head')
     with pytest.raises(ValueError, match='needs montage_head'):
         _model_and_batch(cfg)
+
+
+def test_export_of_a_montage_checkpoint(trained, tmp_path):
+    """The exporter takes the teacher's backbone, norm0-norm2 included; timm gets norm3 only."""
+    from test_export import export_in_process
+    ckpt = f'{trained.work_dir}/iter_{ITERS}.pth'
+    out = tmp_path / 'backbone.pth'
+    error, _ = export_in_process(ckpt, out)
+    assert error is None, error
+    exported = torch.load(out, weights_only=True)['state_dict']
+    state = torch.load(ckpt, map_location='cpu', weights_only=True)['state_dict']
+    prefix = 'teacher.backbone.'
+    teacher = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    for i in range(4):
+        key = f'norm{i}.weight'
+        assert torch.equal(exported[f'backbone.{key}'], teacher[key]), key
+    assert not any('montage' in k for k in exported)
+    error, _ = export_in_process(ckpt, tmp_path / 'timm.pth', '--format', 'timm')
+    assert error is None, error
+    timm_state = torch.load(tmp_path / 'timm.pth', weights_only=True)['state_dict']
+    assert torch.equal(timm_state['norm.weight'], teacher['norm3.weight'])
