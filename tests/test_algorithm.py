@@ -133,7 +133,8 @@ def test_every_trainable_parameter_is_used_as_ddp_assumes(path, pretrain_root):
     assert shipped.model_wrapper_cfg.find_unused_parameters is False
     assert shipped.model_wrapper_cfg.broadcast_buffers is False
     backbone = 'vit' if 'vit' in path.name else 'swin'
-    cfg = tiny_pretrain_cfg(backbone, data_root=pretrain_root)
+    cfg = tiny_pretrain_cfg(backbone, data_root=pretrain_root,
+                            montage=shipped.model.loss_weights.get('montage', 0.))
     cfg.model.loss_weights = shipped.model.loss_weights
     model, data = _model_and_batch(cfg)
     for frozen in (True, False):

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STEP_CASES = ('full', 'no-mlc', 'no-swav', 'no-mim', 'no-distill', 'floor', 'simmim')
+STEP_CASES = ('full', 'no-mlc', 'no-swav', 'no-mim', 'no-distill', 'floor', 'simmim',
+              'montage')
 
 
 def run_script(*args):
@@ -49,7 +50,7 @@ def test_step_benchmark_prints_every_case_and_ratio(tmp_path):
         assert float(peak_mib) >= 0 and float(persistent_mib) > 0
     for label in ('(a)/(c) full / backbone floor', '(a)/(d) per view',
                   'multi-label decoder + loss (C=24)', 'share of the full step: swav',
-                  'share of the full step: mim', 'paper run'):
+                  'share of the full step: mim', 'full + montage task / full', 'paper run'):
         assert label in stdout, stdout
     ratio = re.search(r'\(a\)/\(c\) full / backbone floor\s+([0-9.]+)', stdout)
     assert ratio and math.isfinite(float(ratio.group(1))) and float(ratio.group(1)) > 0
@@ -59,6 +60,10 @@ def test_step_benchmark_prints_every_case_and_ratio(tmp_path):
     assert all(len(v) == 2 for v in saved['times'].values())  # --iters 2 rounds
     # the full model holds more state than the bare-backbone floor
     assert float(rows['full'][4]) > float(rows['floor'][4])
+    # the fifth task's cost: the paired ratio against the full step
+    montage = re.search(r'full \+ montage task / full\s+([0-9.]+)', stdout)
+    assert montage and float(montage.group(1)) > 0
+    assert len(saved['ratios']['montage/full']) == 3
 
 
 def test_data_pipeline_benchmark_reports_rate_and_cores(tmp_path):

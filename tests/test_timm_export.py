@@ -32,6 +32,8 @@ EXPECTED_NAME = {'hvp_swin-t.py': 'swin_tiny_patch4_window7_224',
                  'hvp_swin-s.py': 'swin_small_patch4_window7_224',
                  'hvp_swin-b.py': 'swin_base_patch4_window7_224',
                  'hvp_swin-b_fsdp.py': 'swin_base_patch4_window7_224',
+                 # four output stages: norm0-norm2 (dense-task outputs) have no timm key
+                 'hvp_swin-b_montage.py': 'swin_base_patch4_window7_224',
                  'hvp_vit-b.py': 'vit_base_patch16_224'}
 #: Tiny architectures; Swin keeps the config's window (7) at 224 px, depth 2
 #: per stage so every stage has a shifted block.

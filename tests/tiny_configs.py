@@ -44,7 +44,8 @@ def tiny_pretrain_cfg(backbone: str = 'swin',
                       batch_size: int = 4,
                       img_size: int = 64,
                       num_classes: Optional[int] = None,
-                      data_prefix: str = 'images/') -> Config:
+                      data_prefix: str = 'images/',
+                      montage: float = 0.) -> Config:
     """A CPU-sized HVP-MTL config.
 
     Args:
@@ -59,6 +60,8 @@ def tiny_pretrain_cfg(backbone: str = 'swin',
         img_size (int): View size, a multiple of 32.
         num_classes (int, optional): Defaults to the dictionary's count.
         data_prefix (str): Image folder below ``data_root``.
+        montage (float): ``loss_weights.montage``; > 0 adds the montage task
+            of ``hvp_swin-b_montage.py`` (Swin only), shrunk.
 
     Returns:
         Config: ready for ``Runner.from_cfg`` / ``MODELS.build(cfg.model)``.
@@ -85,6 +88,8 @@ def tiny_pretrain_cfg(backbone: str = 'swin',
     model.swav_head.update(in_channels=width, hidden_channels=64, out_channels=16,
                            num_prototypes=16, freeze_prototypes_iters=2)
     model.mim_head.update(in_channels=width)
+    if montage > 0:
+        _add_montage(cfg, montage, img_size)
 
     _resize_pipeline(cfg.train_dataloader.dataset.pipeline, img_size, patch_size)
     cfg.train_dataloader.update(batch_size=batch_size, num_workers=0, persistent_workers=False,
@@ -116,3 +121,20 @@ def tiny_pretrain_cfg(backbone: str = 'swin',
     if work_dir is not None:
         cfg.work_dir = str(work_dir)
     return cfg
+
+
+def _add_montage(cfg: Config, weight: float, img_size: int) -> None:
+    """The montage task of ``hvp_swin-b_montage.py`` at the tiny Swin's widths."""
+    shipped = Config.fromfile(str(ROOT / 'configs' / 'pretrain' / 'hvp_swin-b_montage.py'))
+    if cfg.model.backbone.type != 'MaskedSwinTransformer':
+        raise ValueError('the montage task needs the four Swin stages')
+    fpn = 16
+    head = shipped.model.montage_head
+    head.neck.update(in_channels=[16, 32, 64, 128], out_channels=fpn)
+    head.cell_head.update(in_channels=fpn, cell_size=img_size // 32, hidden_channels=32,
+                          out_channels=16)
+    head.predictors.update(in_channels=16, hidden_channels=32, out_channels=16)
+    cfg.model.update(montage_head=head)
+    cfg.model.backbone.out_indices = shipped.model.backbone.out_indices
+    cfg.model.loss_weights = dict(cfg.model.loss_weights, montage=weight)
+    cfg.custom_imports = shipped.custom_imports

@@ -14,6 +14,9 @@ rotating order, so machine noise hits all cases alike), after warm-up:
   student pass (batch 2B, view 0 masked) with a trivial loss (mean of the
   features), the same teacher forward (no grad), and the optimizer step over
   the backbone parameters through the same wrapper;
+* ``montage``    -- the full step plus the fifth task of
+  ``hvp_swin-b_montage.py`` (montages of view 1 in the student pass, FPN over
+  the four stages, cell head, predictors, teacher FPN + cell head; Swin only);
 * ``simmim``     -- mmpretrain's own ``SimMIM`` (``SimMIMSwinTransformer``,
   neck and head of its Swin config; a ``MaskedViT`` backbone for ViT-B) on
   the same backbone, batch B of one masked view, the same optim wrapper.
@@ -147,6 +150,10 @@ def report(args, built, times, peaks):
         q = paired(times, 'floor', 'simmim', scale=.5)
         results['ratios']['floor/simmim per view'] = q
         lines.append(f'(c)/(d) per view (floor/2 / SimMIM) {fmt(q)}')
+    if 'full' in times and 'montage' in times:
+        q = paired(times, 'montage', 'full')
+        results['ratios']['montage/full'] = q
+        lines.append(f'(e)/(a) full + montage task / full {fmt(q)}')
     for task in ('swav', 'mim', 'distill', 'mlc'):
         if 'full' in times and f'no-{task}' in times:
             q = share(times, 'full', f'no-{task}')

@@ -25,7 +25,7 @@ from mmpretrain.structures import DataSample
 ROOT = Path(__file__).resolve().parents[2]
 PRETRAIN = ROOT / 'configs' / 'pretrain'
 SIMMIM_SWIN = 'mmpretrain::simmim/simmim_swin-base-w6_8xb256-amp-coslr-100e_in1k-192px.py'
-CASES = ('full', 'no-mlc', 'no-swav', 'no-mim', 'no-distill', 'floor', 'simmim')
+CASES = ('full', 'no-mlc', 'no-swav', 'no-mim', 'no-distill', 'floor', 'simmim', 'montage')
 TASK_WEIGHTS = {'full': {}, 'no-mlc': dict(mlc=0., distill=0.), 'no-swav': dict(swav=0.),
                 'no-mim': dict(mim=0.), 'no-distill': dict(distill=0.)}
 # ``tiny``: CPU smoke size (tiny Swin and heads); the others are the shipped configs.
@@ -36,7 +36,13 @@ TINY = dict(
                   feedforward_channels=64),
     swav_head=dict(in_channels=128, hidden_channels=64, out_channels=16, num_prototypes=16),
     mim_head=dict(in_channels=128))
-PRESETS = {'tiny': dict(config='hvp_swin-t.py', size=64, override=TINY),
+# the montage task's FPN and heads at the tiny size (``montage`` case)
+TINY_MONTAGE = dict(neck=dict(out_channels=16),
+                    cell_head=dict(in_channels=16, hidden_channels=32, out_channels=16),
+                    predictors=dict(in_channels=16, hidden_channels=32, out_channels=16))
+MONTAGE_CONFIG = 'hvp_swin-b_montage.py'
+PRESETS = {'tiny': dict(config='hvp_swin-t.py', size=64, override=TINY,
+                        montage_override=TINY_MONTAGE),
            'swin-t': dict(config='hvp_swin-t.py', size=224),
            'swin-b': dict(config='hvp_swin-b.py', size=224),
            'vit-b': dict(config='hvp_vit-b.py', size=224)}
@@ -114,6 +120,27 @@ class BackboneFloor(BaseModel):
         return dict(loss=loss)
 
 
+def add_montage_task(model_cfg: Config, args) -> None:
+    """The fifth task of ``hvp_swin-b_montage.py`` on ``model_cfg``'s Swin: four
+    output stages, the FPN sized to the Swin's stage widths, cells of P5's size."""
+    from mmpretrain.models import SwinTransformer
+    backbone = model_cfg.backbone
+    if backbone.type != 'MaskedSwinTransformer':
+        raise ValueError('the montage case needs a Swin backbone (four stages)')
+    shipped = Config.fromfile(str(PRETRAIN / MONTAGE_CONFIG)).model
+    arch = backbone.arch
+    embed = (arch['embed_dims'] if isinstance(arch, dict) else
+             SwinTransformer.arch_zoo[arch]['embed_dims'])
+    head = shipped.montage_head
+    head.neck.in_channels = [embed * 2**i for i in range(4)]
+    head.cell_head.cell_size = args.size // 32
+    for key, value in PRESETS[args.backbone].get('montage_override', {}).items():
+        head[key].update(copy.deepcopy(value))
+    backbone.out_indices = shipped.backbone.out_indices
+    model_cfg.montage_head = head
+    model_cfg.loss_weights.montage = shipped.loss_weights.montage
+
+
 def simmim_model(cfg: Config, size: int) -> dict:
     """mmpretrain's SimMIM on the same backbone as ``cfg``."""
     backbone = copy.deepcopy(cfg.model.backbone)
@@ -167,11 +194,13 @@ def build_case(name: str, cfg: Config, batch: dict, args) -> Case:
     """Model + optim wrapper of one case and its step function."""
     hub = MessageHub.get_instance('hvp_mtl_step_benchmark')
     size = args.size
-    if name in TASK_WEIGHTS:
+    if name in TASK_WEIGHTS or name == 'montage':
         model_cfg = copy.deepcopy(cfg.model)
         model_cfg.backbone.img_size = size
         model_cfg.mlc_head.num_classes = args.num_classes
-        model_cfg.loss_weights.update(TASK_WEIGHTS[name])
+        model_cfg.loss_weights.update(TASK_WEIGHTS.get(name, {}))
+        if name == 'montage':  # the full step plus the fifth task
+            add_montage_task(model_cfg, args)
         model = MODELS.build(model_cfg)
         data = batch
     elif name == 'floor':

@@ -8,11 +8,11 @@ from mmpretrain.registry import MODELS
 from ..builder import build_module
 from mmpretrain.structures import DataSample
 
+from .loss_weights import parse_loss_weights
 from .momentum_teacher import MomentumTeacher
 
 __all__ = ['HVPMTL']
 
-DEFAULT_LOSS_WEIGHTS = dict(mlc=0.001, swav=0.02, mim=1.0, distill=10.0)
 
 
 @MODELS.register_module()
@@ -23,6 +23,9 @@ class HVPMTL(BaseSelfSupervisor):
     ``loss_weights = dict(mlc=a1, swav=a2, mim=a3, distill=a4)`` (paper:
     0.001, 0.02, 1.0, 10.0). A task whose weight is 0 is not built and costs
     nothing (Table 5 ablations); distillation needs the multi-label decoder.
+    A fifth task, ``montage`` (default 0), adds MCL's montage contrast
+    (:class:`MontageContrastiveHead`; its montages join the backbone batch,
+    it reads all four stages, the other tasks the last one; docs/MCL.md).
 
     Data flow of one step (``inputs`` = two augmented views, ``mask``
     applies to view 0)::
@@ -55,6 +58,8 @@ class HVPMTL(BaseSelfSupervisor):
         mlc_head (dict, optional): ``MultiLabelDecoderHead`` config.
         swav_head (dict, optional): ``SwAVClusteringHead`` config.
         mim_head (dict, optional): ``MIMLinearDecoderHead`` config.
+        montage_head (dict, optional): ``MontageContrastiveHead`` config;
+            needs ``backbone.out_indices=(0, 1, 2, 3)``.
         loss_weights (dict): Task weights, missing keys take the paper's.
         distill_loss (dict): Eq. (6) loss config.
         teacher_momentum (float): EMA momentum. Defaults to 0.995.
@@ -74,6 +79,7 @@ class HVPMTL(BaseSelfSupervisor):
                  mlc_head: Optional[dict] = None,
                  swav_head: Optional[dict] = None,
                  mim_head: Optional[dict] = None,
+                 montage_head: Optional[dict] = None,
                  loss_weights: Optional[dict] = None,
                  distill_loss: dict = dict(
                      type='SymmetricKLDistillationLoss', temperature=0.07),
@@ -83,26 +89,15 @@ class HVPMTL(BaseSelfSupervisor):
                  data_preprocessor: Optional[dict] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        weights = dict(DEFAULT_LOSS_WEIGHTS)
-        unknown = set(loss_weights or {}) - set(weights)
-        if unknown:
-            raise KeyError(f'unknown loss_weights keys {sorted(unknown)}; '
-                           f'expected {sorted(weights)}')
-        weights.update({k: float(v) for k, v in (loss_weights or {}).items()})
-        if any(w < 0 for w in weights.values()):
-            raise ValueError(f'loss weights must be >= 0, got {weights}')
-        if weights['distill'] > 0 and weights['mlc'] == 0:
-            raise ValueError('distill > 0 needs the multi-label decoder: set '
-                             'loss_weights.distill=0 when mlc=0')
-        if not any(weights.values()):
-            raise ValueError('every loss weight is 0: nothing to train')
+        weights = parse_loss_weights(loss_weights)
         super().__init__(
             backbone=backbone,
             data_preprocessor=data_preprocessor,
             pretrained=pretrained,
             init_cfg=init_cfg)
         self.loss_weights = weights
-        heads = dict(mlc=mlc_head, swav=swav_head, mim=mim_head)
+        heads = dict(mlc=mlc_head, swav=swav_head, mim=mim_head,
+                     montage=montage_head)
         for task, cfg in heads.items():
             module = None
             if weights[task] > 0:
@@ -117,12 +112,15 @@ class HVPMTL(BaseSelfSupervisor):
             # trainable parameter gets a gradient (DDP without an unused-
             # parameter search, find_unused_parameters=False)
             self.backbone.mask_token.requires_grad_(False)
-        self.teacher = None
-        self.distill_loss = None
+        if self.montage_head is not None and tuple(getattr(
+                self.backbone, 'out_indices', ())) != (0, 1, 2, 3):
+            raise ValueError('loss_weights.montage > 0 needs all four stages: '
+                             'set backbone.out_indices=(0, 1, 2, 3) (a Swin)')
+        self.teacher, self.distill_loss = None, None
+        if weights['distill'] > 0 or self.montage_head is not None:
+            self.teacher = MomentumTeacher(self._students(),
+                                           momentum=teacher_momentum)
         if weights['distill'] > 0:
-            self.teacher = MomentumTeacher(
-                dict(backbone=self.backbone, mlc_head=self.mlc_head),
-                momentum=teacher_momentum)
             self.distill_loss = build_module(distill_loss)
         self.predict_with_teacher = predict_with_teacher
         if mlc_views not in ('both', 'unmasked'):
@@ -131,7 +129,13 @@ class HVPMTL(BaseSelfSupervisor):
         self.mlc_views = mlc_views
 
     def _students(self) -> dict:
-        return dict(backbone=self.backbone, mlc_head=self.mlc_head)
+        """The modules the EMA teacher shadows (distillation, montage)."""
+        students = dict(backbone=self.backbone)
+        if self.loss_weights['distill'] > 0:
+            students['mlc_head'] = self.mlc_head
+        if self.montage_head is not None:
+            students.update(self.montage_head.shadowed_modules())
+        return students
 
     @torch.no_grad()
     def update_teacher_and_prototypes(self, before_training: bool = False
@@ -195,7 +199,7 @@ class HVPMTL(BaseSelfSupervisor):
                 multi-label targets) and ``mask`` ``[S/p, S/p]`` for view 0.
 
         Returns:
-            dict[str, torch.Tensor]: ``loss_{mlc,swav,mim,distill}`` (weighted)
+            dict[str, torch.Tensor]: ``loss_{mlc,swav,mim,distill,montage}``
             and non-loss logs: ``{task}_unweighted``, ``mlc_top1_hit``,
             ``mlc_map_proxy``, ``swav_cluster_usage``,
             ``swav_prototypes_frozen``, ``swav_queue_used``,
@@ -216,12 +220,22 @@ class HVPMTL(BaseSelfSupervisor):
                 'model.update_teacher_and_prototypes() before the first step '
                 'and after every optimizer step')
 
+        images = torch.cat([view0, view1])
+        if self.montage_head is not None:  # rows B..: view1, then montages
+            pyramid, labels, counts = self.montage_head.build_images(view1)
+            images = torch.cat([view0, pyramid])
         mask = None
         if self.mim_head is not None:
             mask0 = self._stack(data_samples, 'mask',
                                 'MultiViewWithMask with a mask_generator')
-            mask = torch.cat([mask0, torch.zeros_like(mask0)])
-        feats = self.backbone(torch.cat([view0, view1]), mask)[-1]
+            mask = torch.cat([mask0, mask0.new_zeros(
+                (images.shape[0] - batch, *mask0.shape[1:]))])
+        stages = self.backbone(images, mask)
+        feats = stages[-1][:2 * batch]
+        teacher_stages = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher_stages = self.teacher.backbone(view1)
 
         raw, logs = {}, {}
         if self.mim_head is not None:
@@ -241,8 +255,14 @@ class HVPMTL(BaseSelfSupervisor):
                 logits, tokens = logits[batch:], tokens[batch:]
             diagnostics = self.mlc_head.diagnostics(logits.detach(), targets)
             logs.update({f'mlc_{k}': v for k, v in diagnostics.items()})
+        if self.distill_loss is not None:
+            raw['distill'] = self._distill(tokens, teacher_stages)
+        if self.montage_head is not None:
+            raw['montage'], levels = self.montage_head.loss(
+                [s[batch:] for s in stages], counts, labels, self.teacher,
+                teacher_stages)
+            logs.update({f'montage_{k}': v for k, v in levels.items()})
         if self.teacher is not None:
-            raw['distill'] = self._distill(tokens, view1)
             logs['teacher_momentum'] = feats.new_full(
                 (), self.teacher.momentum, dtype=torch.float32)
 
@@ -254,22 +274,21 @@ class HVPMTL(BaseSelfSupervisor):
         return losses
 
     def _distill(self, student_tokens: torch.Tensor,
-                 clean_view: torch.Tensor) -> torch.Tensor:
+                 teacher_stages: Sequence[torch.Tensor]) -> torch.Tensor:
         """Eq. (6) between the student's and the teacher's ``S(., Q0)``.
 
         Args:
             student_tokens (torch.Tensor): Decoder tokens of the clean view,
                 ``[B, K|C, d]``.
-            clean_view (torch.Tensor): The unmasked view ``[B, 3, S, S]``;
-                the teacher sees it without any mask.
+            teacher_stages (Sequence[torch.Tensor]): The teacher backbone's
+                outputs for the unmasked view (no mask, no grad).
 
         Both similarities use the student's label embeddings ``Q0`` (eq. 5
         writes one ``Q0`` for both sides; the teacher side is detached).
         """
         label_embeddings = self.mlc_head.class_embeddings()
         with torch.no_grad():
-            teacher_tokens = self.teacher.mlc_head.decode(
-                self.teacher.backbone(clean_view))
+            teacher_tokens = self.teacher.mlc_head.decode(teacher_stages)
             teacher_sim = self.mlc_head.label_similarity(
                 teacher_tokens, label_embeddings.detach())
         student_sim = self.mlc_head.label_similarity(student_tokens,
@@ -300,9 +319,10 @@ class HVPMTL(BaseSelfSupervisor):
             inputs = inputs[-1]
         if use_teacher is None:
             use_teacher = self.predict_with_teacher
-        if use_teacher and self.teacher is None:
-            raise RuntimeError('use_teacher=True but no teacher is built '
-                               '(loss_weights.distill == 0)')
+        if use_teacher and 'mlc_head' not in getattr(self.teacher, 'names',
+                                                     ()):
+            raise RuntimeError('use_teacher=True but no teacher decoder is '
+                               'built (loss_weights.distill == 0)')
         if use_teacher and not self.teacher.initialized:
             raise RuntimeError('use_teacher=True but the EMA teacher holds no '
                                'weights yet: load a pre-training checkpoint '

@@ -12,7 +12,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..builder import build_module
 from .momentum_teacher import MomentumTeacher
-from .montage import level_batch_sizes, montage_pyramid
+from .montage import (check_levels, level_batch_sizes, level_embeddings,
+                      montage_pyramid)
 
 __all__ = ['MCL', 'cosine_momentum']
 
@@ -28,17 +29,19 @@ def batch_statistics(module: nn.Module):
     """Run ``module``'s batch norms on batch statistics (train mode) inside.
 
     The official momentum encoder runs in train mode; ``MomentumTeacher``
-    stays in eval mode otherwise. The running statistics this touches are
-    overwritten from the student at the next EMA update.
+    stays in eval mode otherwise. The running statistics are left untouched
+    (``track_running_stats`` is off inside), so the teacher's buffers change
+    only in its EMA update.
     """
     norms = [m for m in module.modules() if isinstance(m, _BatchNorm)]
+    tracked = [norm.track_running_stats for norm in norms]
     for norm in norms:
-        norm.training = True
+        norm.training, norm.track_running_stats = True, False
     try:
         yield
     finally:
-        for norm in norms:
-            norm.training = False
+        for norm, track in zip(norms, tracked):
+            norm.training, norm.track_running_stats = False, track
 
 
 @MODELS.register_module()
@@ -92,17 +95,10 @@ class MCL(BaseSelfSupervisor):
                  head_pass: str = 'joint',
                  data_preprocessor=None,
                  init_cfg=None) -> None:
-        if len(ratios) != len(batch_divisors) or ratios[0] != 1 or (
-                batch_divisors[0] != 1):
-            raise ValueError('ratios and batch_divisors need one entry per '
-                             'level and start with 1 (the full images), got '
-                             f'{ratios} and {batch_divisors}')
+        check_levels(ratios, batch_divisors, head_pass)
         if not 0. <= base_momentum <= end_momentum <= 1.:
             raise ValueError('need 0 <= base_momentum <= end_momentum <= 1, '
                              f'got {base_momentum}, {end_momentum}')
-        if head_pass not in ('joint', 'per_level'):
-            raise ValueError("head_pass must be 'joint' or 'per_level', got "
-                             f'{head_pass!r}')
         super().__init__(backbone=backbone, neck=neck,
                          data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
@@ -148,14 +144,9 @@ class MCL(BaseSelfSupervisor):
     def _predict(self, images: torch.Tensor,
                  counts: List[int]) -> List[torch.Tensor]:
         """Student predictions per level: level i's images on P_{5-i}."""
-        maps = self.neck(self.backbone(images))
-        per_level = [m for m in maps[-len(counts):]][::-1]
-        starts = [sum(counts[:i]) for i in range(len(counts))]
-        slices = [fmap[s:s + n] for fmap, s, n in zip(per_level, starts,
-                                                      counts)]
-        if self.head_pass == 'joint':
-            return self.predictors(self.cell_head(slices))
-        return self.predictors([self.cell_head([s])[0] for s in slices])
+        return level_embeddings(self.neck(self.backbone(images)), counts,
+                                self.cell_head, self.predictors,
+                                self.head_pass)
 
     @torch.no_grad()
     def _targets(self, images: torch.Tensor, batch: int) -> torch.Tensor:

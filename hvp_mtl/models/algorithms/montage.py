@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ['downsample', 'build_montage', 'level_batch_sizes',
-           'montage_pyramid']
+           'montage_pyramid', 'check_levels', 'level_embeddings']
 
 
 def downsample(images: torch.Tensor, ratio: int) -> torch.Tensor:
@@ -89,3 +89,41 @@ def montage_pyramid(views: Sequence[torch.Tensor], ratios: Sequence[int],
         images.append(montage)
         labels.append(label)
     return torch.cat(images), labels, [int(n) for n in batch_sizes]
+
+
+def check_levels(ratios: Sequence[int], batch_divisors: Sequence[int],
+                 head_pass: str) -> None:
+    """Refuse level settings that MCL's level <-> pyramid mapping cannot take."""
+    if len(ratios) != len(batch_divisors) or ratios[0] != 1 or (
+            batch_divisors[0] != 1):
+        raise ValueError('ratios and batch_divisors need one entry per '
+                         'level and start with 1 (the full images), got '
+                         f'{ratios} and {batch_divisors}')
+    if head_pass not in ('joint', 'per_level'):
+        raise ValueError("head_pass must be 'joint' or 'per_level', got "
+                         f'{head_pass!r}')
+
+
+def level_embeddings(maps: Sequence[torch.Tensor], counts: List[int],
+                     cell_head, predictors,
+                     head_pass: str = 'joint') -> List[torch.Tensor]:
+    """Predictions per level: level ``i``'s images on ``P_{5-i}``.
+
+    Args:
+        maps (Sequence[Tensor]): FPN maps ``P2..P5`` of the pyramid batch
+            ``[sum n_i, C, h, w]`` (levels in :func:`montage_pyramid`'s order).
+        counts (list[int]): ``n_i``.
+        cell_head (nn.Module): ``MCLCellHead`` (one embedding per cell).
+        predictors (nn.Module): ``MCLPredictors`` (one MLP per level).
+        head_pass (str): ``'joint'``: all levels through the cell head in one
+            pass; ``'per_level'``: one pass per level.
+
+    Returns:
+        list[Tensor]: ``[n_i * r_i^2, D]`` per level, L2-normalised.
+    """
+    per_level = list(maps[-len(counts):])[::-1]
+    starts = [sum(counts[:i]) for i in range(len(counts))]
+    slices = [fmap[s:s + n] for fmap, s, n in zip(per_level, starts, counts)]
+    if head_pass == 'joint':
+        return predictors(cell_head(slices))
+    return predictors([cell_head([s])[0] for s in slices])
