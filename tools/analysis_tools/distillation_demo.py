@@ -11,7 +11,9 @@ config, ``DEMO_WORLD/pretrain``), with the same iterations and schedule in every
 * ``distill``: the paper config's reading (eq. 5 per scoring token, eq. 6 at T = 0.07; the demo
   config itself ships the literal reading since these runs measured it best at 64 classes);
 * ``no_distill``: ``model.loss_weights.distill=0`` (Table 5's "w/o distillation");
-* ``literal``: eq. (5) as ``Q0 (x) g`` with ``g`` the mean token and eq. (6) at T = 1.
+* ``literal``: eq. (5) as ``Q0 (x) g`` with ``g`` the mean token and eq. (6) at T = 1;
+* ``scoring_token_t1``: eq. (5) per scoring token with eq. (6) at T = 1 (separates the two
+  changes between ``distill`` and ``literal``).
 
 Each checkpoint is then scored on the demo world's ``val.txt`` (the validation pipeline of the
 pre-training configs, at 64 px): multi-label mAP of the untrained model (same seed), of the
@@ -37,7 +39,9 @@ CONFIG = 'configs/demo/hvp_swin-demo_pretrain.py'
 ARMS = dict(distill=['model.distill_loss.temperature=0.07',
                      'model.mlc_head.similarity=scoring_token'],
             no_distill=['model.loss_weights.distill=0'],
-            literal=['model.distill_loss.temperature=1.0', 'model.mlc_head.similarity=mean_token'])
+            literal=['model.distill_loss.temperature=1.0', 'model.mlc_head.similarity=mean_token'],
+            scoring_token_t1=['model.distill_loss.temperature=1.0',
+                              'model.mlc_head.similarity=scoring_token'])
 AGREEMENT_TEMPERATURE = 0.07
 
 
