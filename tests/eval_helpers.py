@@ -191,10 +191,10 @@ def apply_short_run_settings(cfg: Config) -> Config:
     * Heads at lr 3e-3, backbone at 1e-4: with the backbone at the heads'
       rate the label decoder's few early gradients are swamped by the
       backbone's drift and mAP barely moves within 100 iterations.
-    * Distillation as the demo config reads it at 64 classes (mean token,
-      T = 1): at the paper config's T = 0.07 with alpha_4 = 10 distillation
-      dominates the backbone gradient at this scale and costs mAP
-      (docs/method.md, docs/results/distillation_demo_300iters.json).
+    * Distillation as the demo config sets it at 64 classes (T = 1): at the
+      paper config's T = 0.07 with alpha_4 = 10 distillation dominates the
+      backbone gradient at this scale and costs mAP (docs/method.md,
+      docs/results/distillation_demo_300iters*.json).
     """
     cfg.model.loss_weights = dict(cfg.model.get('loss_weights') or {},
                                   **SHORT_RUN_LOSS_WEIGHTS)
