@@ -62,7 +62,7 @@ def merge_args(cfg, args):
                                 osp.splitext(osp.basename(args.config))[0])
 
     if args.amp:
-        # the non-finite guard (hvp_mtl.engine.runner) has an AMP twin
+        # the non-finite guard (hvp_mtl.engine.optimizers) has an AMP twin
         amp_types = {'OptimWrapper': 'AmpOptimWrapper',
                      'AmpOptimWrapper': 'AmpOptimWrapper',
                      'GuardedOptimWrapper': 'GuardedAmpOptimWrapper',

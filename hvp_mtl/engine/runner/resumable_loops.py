@@ -10,7 +10,7 @@ mmengine 0.10.7's loops resume badly at scale:
 
 The loops below take the position from ``checkpoint['resume_state']`` (see
 :mod:`.resume_state`, written by :class:`AtomicCheckpointHook`), hand it to a
-resumable sampler (:mod:`.resumable_samplers`) which starts there by slicing,
+resumable sampler (:mod:`hvp_mtl.datasets.samplers`) which starts there by slicing,
 and restore every rank's RNG state right before the first resumed batch is
 drawn, i.e. at the same point of the random stream as in the uninterrupted
 run. Validations inside training leave every generator as they found it
