@@ -84,6 +84,8 @@ def main(argv=None):
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     if args.launcher != 'none':
+        from hvp_mtl.engine.runner import enable_cpu_distributed
+        enable_cpu_distributed()  # gloo when there is no CUDA
         init_dist(args.launcher)
     init_default_scope('mmpretrain')
     rank, _ = get_dist_info()

@@ -6,8 +6,6 @@ from .resumable_loops import (ResumableEpochBasedTrainLoop,
 from .resume_state import (capture_rng_state, collect_resume_state,
                            restore_rng_state)
 
-enable_cpu_distributed()
-
 __all__ = [
     'enable_cpu_distributed', 'ResumableEpochBasedTrainLoop',
     'ResumableIterBasedTrainLoop', 'capture_rng_state',
