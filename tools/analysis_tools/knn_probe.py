@@ -124,10 +124,9 @@ def main(argv=None):
               f'{result["top5"]:.2f}  (chance {result["chance"]:.2f}; '
               f'{result["num_train"]} train, {result["num_val"]} val images)')
         if args.out:
-            tmp = args.out + '.tmp'
-            with open(tmp, 'w') as f:
+            from hvp_mtl.utils.atomic_io import atomic_write
+            with atomic_write(args.out) as f:
                 json.dump(result, f, indent=2)
-            os.replace(tmp, args.out)
     return result
 
 
