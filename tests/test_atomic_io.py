@@ -94,3 +94,18 @@ def test_atomic_write_refuses_append_and_read_modes(tmp_path):
             with atomic_write(tmp_path / 'f', mode):
                 pass
     assert _listing(tmp_path) == []
+
+
+def test_permissions_are_those_of_a_plain_open(tmp_path):
+    """A new file gets the umask's permissions (not a private temp file's),
+    a replaced file keeps its own."""
+    plain = tmp_path / 'plain.txt'
+    with open(plain, 'w') as f:
+        f.write('x')
+    with atomic_write(tmp_path / 'new.txt') as f:
+        f.write('x')
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+    assert mode(tmp_path / 'new.txt') == mode(plain)
+    os.chmod(plain, 0o640)
+    atomic_torch_save({'a': 1}, plain)
+    assert mode(plain) == 0o640

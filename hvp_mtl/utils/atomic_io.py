@@ -17,7 +17,8 @@ raises, the temporary file is removed and the old target is left untouched.
 import contextlib
 import os
 import os.path as osp
-import tempfile
+import stat
+import uuid
 from typing import IO, Iterator
 
 __all__ = ['atomic_write', 'atomic_path', 'atomic_torch_save', 'commit_file',
@@ -57,15 +58,18 @@ def atomic_path(path: str) -> Iterator[str]:
 
     The temporary name is unique (``.<name>.<random>.tmp`` in the same
     folder, which is created if missing), so concurrent writers never share
-    one. On an exception the temporary file is removed and ``path`` keeps
-    its old content.
+    one. The file gets the permissions ``open(path, 'w')`` would give: the
+    target's if it exists, else the default (umask) ones. On an exception
+    the temporary file is removed and ``path`` keeps its old content.
     """
     path = os.fspath(path)
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(path)}.',
-                               suffix='.tmp')
-    os.close(fd)
+    tmp = osp.join(folder, f'.{osp.basename(path)}.{uuid.uuid4().hex[:12]}.tmp')
+    # not mkstemp: its files are private (0600) whatever the umask
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    if osp.exists(path):
+        os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
     try:
         yield tmp
         commit_file(tmp, path)
