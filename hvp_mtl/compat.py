@@ -1,71 +1,40 @@
-"""Compatibility fixes for the pinned stack, applied once on ``import hvp_mtl``.
+"""Process-wide fixes for the pinned stack, applied once on ``import hvp_mtl``.
 
-The one fix that matters at run time is checkpoint loading under torch >= 2.6:
-``torch.load`` defaults to ``weights_only=True`` and
-mmengine 0.10.7 calls it without the argument, so resuming a run fails on the
-``HistoryBuffer`` and numpy objects in ``message_hub``. We extend torch's
-weights-only allow-list with exactly those classes. We never set
-torch's environment switch that turns weights-only loading off, and never
-load with weights-only disabled: a
-checkpoint holding any other class is still refused by torch.
+Only patches that *must* be global live here: each fixes code that upstream
+packages call from their own internals (mmengine's resume, mmengine's
+dataloader builder, mmpretrain's ``ColorJitter`` and Swin loader), so no
+local wrapper in this project could reach it. Each function's docstring says
+why, for which upstream version, and when to remove it:
 
-The allow-list is not enough on its own: ``HistoryBuffer.__getstate__``
-(mmengine 0.10.7) adds its class-level ``_statistics_methods`` -- bound
-functions such as ``HistoryBuffer.min`` -- to the pickled state, which pickle
-stores as ``getattr(HistoryBuffer, 'min')``; weights-only loading refuses
-``builtins.getattr``, rightly, since it would let a checkpoint reach arbitrary
-objects. :func:`drop_statistics_methods_from_pickles` makes the buffers pickle
-without them (``__setstate__`` re-registers the defaults), so every checkpoint
-this project writes resumes with ``weights_only=True``. A checkpoint written by
-plain mmengine still carries the ``getattr`` and is refused; resume it once
-with the run that wrote it, or re-save it under ``import hvp_mtl``.
+=====================================  ==========================================
+:func:`register_safe_globals`          torch >= 2.6 ``weights_only`` resume of
+                                       mmengine 0.10.7 checkpoints (allow-list)
+:func:`drop_statistics_methods_...`    mmengine 0.10.7 ``HistoryBuffer`` pickles
+                                       ``getattr`` (refused weights-only)
+:func:`patch_collate_scope`            mmengine 0.10.7 passes ``_scope_`` to
+                                       ``collate_fn``
+:func:`patch_adjust_hue`               mmcv 2.1.0 ``adjust_hue`` on numpy 2
+:func:`patch_swin_table_resize`        mmpretrain 1.2.0 Swin resize on SciPy >=
+                                       1.14 (``interp2d`` removed)
+=====================================  ==========================================
 
-An *empty* ``HistoryBuffer`` (a scalar registered but never updated) holds
-``np.array([])``, whose pickled data is ``b''``; ``torch.save``'s pickle
-protocol 2 writes an empty ``bytes`` as the call ``builtins.bytes()`` (a
-non-empty one goes through ``_codecs.encode``, which torch allows). Instead
-of allow-listing ``bytes`` itself (``bytes(10**12)`` from a checkpoint would
-allocate a terabyte), the name ``builtins.bytes`` is mapped to
-:func:`empty_bytes_only`, which builds ``b''`` and refuses any argument.
-
-A second run-time fix: a config that inherits an ``mmpretrain::`` base gets
-``_scope_='mmpretrain'`` added to every dict with a ``type``, including
-``train_dataloader.collate_fn``; mmengine 0.10.7's ``build_dataloader`` then
-passes ``_scope_`` on to the collate function (``TypeError: default_collate()
-got an unexpected keyword argument '_scope_'``). :func:`patch_collate_scope`
-drops that key before the dataloader is built.
-
-A third: mmcv 2.1.0's ``adjust_hue`` (used by mmpretrain's ``ColorJitter``)
-does ``np.uint8(hue_factor * 255)``, which numpy 2 refuses for a negative hue
-(``OverflowError: Python integer -7 out of bounds for uint8``), so any colour
-jitter with ``hue > 0`` crashes at random. :func:`patch_adjust_hue` installs the
-same function with the shift computed modulo 256 (numpy 1's result).
-
-A fourth: fine-tuning Swin with another window size (e.g. w12 at 384 px)
-resizes ``relative_position_bias_table`` with ``scipy.interpolate.interp2d``,
-which SciPy >= 1.14 removed, and then deletes the matching
-``relative_position_index`` from the checkpoint -- a ``KeyError`` for exports
-that (rightly) leave that buffer out. :func:`patch_swin_table_resize` gives
-mmpretrain the same cubic spline through ``RectBivariateSpline`` and fills the
-missing index buffers from the model before the resize.
-
-The other known breakages are handled where they arise:
-
-* top-level ``import`` in configs (item 2): configs in this project have none,
-  and ``tests/test_configs.py`` checks it;
-* mmdet's Swin renaming keys, ``relative_position_index`` clashes and registry
-  scopes (items 3, 4, 6): the downstream configs use ``mmpretrain.`` types and
-  the exporter in ``tools/model_converters``;
-* ``transformers`` and ``setuptools`` (pins): ``tools/setup_env.sh``.
+Not here, on purpose: the CPU fall-back of a distributed launch
+(:func:`hvp_mtl.engine.runner.enable_cpu_distributed`) is applied explicitly by
+the entry points that start one, never on import. The other known breakages
+are handled where they arise: configs have no top-level ``import``
+(``tests/test_configs.py`` checks it); mmdet's Swin key renaming,
+``relative_position_index`` clashes and registry scopes by the downstream
+configs' ``mmpretrain.`` types and the backbone exporter; ``transformers``
+and ``setuptools`` by the environment pins.
 """
 import importlib
 
 import torch
 
-__all__ = ['MMENGINE_CHECKPOINT_SAFE_GLOBALS', 'register_safe_globals', 'drop_statistics_methods_from_pickles',
-           'empty_bytes_only',
-           'patch_collate_scope',
-           'patch_adjust_hue', 'patch_swin_table_resize']
+__all__ = ['MMENGINE_CHECKPOINT_SAFE_GLOBALS', 'PROCESS_WIDE_PATCHES',
+           'register_safe_globals', 'drop_statistics_methods_from_pickles',
+           'empty_bytes_only', 'patch_collate_scope', 'patch_adjust_hue',
+           'patch_swin_table_resize']
 
 
 def _resolve(path):
@@ -111,6 +80,12 @@ def _mmengine_globals():
 def empty_bytes_only(*args) -> bytes:
     """Stands for ``builtins.bytes`` in weights-only loading: ``b''`` only.
 
+    An *empty* ``HistoryBuffer`` (a scalar registered but never updated)
+    holds ``np.array([])``, whose pickled data is ``b''``; ``torch.save``'s
+    pickle protocol 2 writes an empty ``bytes`` as the call
+    ``builtins.bytes()``. Allow-listing ``bytes`` itself would let a
+    checkpoint allocate ``bytes(10**12)``; this stand-in builds ``b''`` only.
+
     Raises:
         pickle.UnpicklingError: for any argument (a checkpoint that builds
             non-empty bytes this way was not written by ``torch.save``).
@@ -128,6 +103,14 @@ MMENGINE_CHECKPOINT_SAFE_GLOBALS = []
 
 def register_safe_globals():
     """Allow-list the classes that full mmengine checkpoints contain.
+
+    Why: since torch 2.6 ``torch.load`` defaults to ``weights_only=True`` and
+    mmengine 0.10.7 (``load_checkpoint``, ``Runner.resume``) calls it without
+    the argument, so resuming fails on the ``HistoryBuffer`` and numpy
+    objects of ``message_hub``. Global because mmengine calls ``torch.load``
+    itself. We never turn weights-only loading off: any other class is still
+    refused. Remove when mmengine passes an allow-list (or its checkpoints
+    hold only tensors and plain containers).
 
     Returns:
         list: the objects added to ``torch.serialization``'s safe globals.
@@ -151,7 +134,20 @@ def _getstate_without_methods(self):
 
 
 def drop_statistics_methods_from_pickles():
-    """Patch ``HistoryBuffer.__getstate__`` to leave out bound methods (idempotent)."""
+    """Patch ``HistoryBuffer.__getstate__`` to leave out bound methods (idempotent).
+
+    Why: mmengine 0.10.7's ``HistoryBuffer.__getstate__`` adds its
+    class-level ``_statistics_methods`` (bound functions such as
+    ``HistoryBuffer.min``) to the pickled state, stored as
+    ``getattr(HistoryBuffer, 'min')``; weights-only loading refuses
+    ``builtins.getattr``, rightly. Without them ``__setstate__`` re-registers
+    the defaults, so every checkpoint this project writes resumes
+    weights-only. Global because mmengine pickles ``message_hub`` inside
+    ``Runner.save_checkpoint``. A checkpoint written by plain mmengine still
+    carries the ``getattr`` and is refused; resume it with the run that wrote
+    it, or re-save it under ``import hvp_mtl``. Remove when mmengine drops
+    the methods from the state.
+    """
     from mmengine.logging.history_buffer import HistoryBuffer
     HistoryBuffer.__getstate__ = _getstate_without_methods
 
@@ -171,7 +167,16 @@ def _strip_collate_scope(build_dataloader):
 
 
 def patch_collate_scope():
-    """Make ``Runner``/``FlexibleRunner.build_dataloader`` ignore ``collate_fn._scope_``."""
+    """Make ``Runner``/``FlexibleRunner.build_dataloader`` ignore ``collate_fn._scope_``.
+
+    Why: a config that inherits an ``mmpretrain::`` base gets
+    ``_scope_='mmpretrain'`` added to every dict with a ``type``, including
+    ``train_dataloader.collate_fn``; mmengine 0.10.7's ``build_dataloader``
+    passes it on to the collate function (``TypeError: default_collate() got
+    an unexpected keyword argument '_scope_'``). Global because mmengine's
+    runners build the dataloaders themselves. Remove when mmengine pops
+    ``_scope_`` before calling ``collate_fn``.
+    """
     from mmengine.runner import FlexibleRunner, Runner
     for runner_cls in (Runner, FlexibleRunner):
         current = runner_cls.__dict__['build_dataloader']
@@ -212,7 +217,16 @@ def adjust_hue(img, hue_factor, backend=None):
 
 
 def patch_adjust_hue():
-    """Install :func:`adjust_hue` wherever mmcv exposes it."""
+    """Install :func:`adjust_hue` wherever mmcv exposes it.
+
+    Why: mmcv 2.1.0's ``adjust_hue`` (used by mmpretrain's ``ColorJitter``)
+    does ``np.uint8(hue_factor * 255)``, which numpy 2 refuses for a negative
+    hue (``OverflowError``), so colour jitter with ``hue > 0`` crashes at
+    random. Global because mmpretrain's transform calls mmcv directly; the
+    replacement computes the shift modulo 256 (numpy 1's result). Remove
+    with an mmcv release that supports numpy 2 (mmdet 3.3.0 and mmseg 1.2.2
+    refuse mmcv >= 2.2.0 today).
+    """
     import mmcv
     import mmcv.image
     import mmcv.image.photometric
@@ -247,7 +261,19 @@ def _fill_missing_index_then(prepare):
 
 
 def patch_swin_table_resize():
-    """Make mmpretrain's Swin resize relative position tables on current SciPy."""
+    """Make mmpretrain's Swin resize relative position tables on current SciPy.
+
+    Why: fine-tuning Swin with another window size (w12 at 384 px) resizes
+    ``relative_position_bias_table`` with ``scipy.interpolate.interp2d``,
+    which SciPy >= 1.14 removed (a stub that raises), and mmpretrain 1.2.0
+    then deletes the matching ``relative_position_index`` from the
+    checkpoint, a ``KeyError`` for exports that leave that buffer out. The
+    same cubic spline is given through ``RectBivariateSpline`` (installed
+    only where SciPy's stub raises) and the missing index buffers are filled
+    from the model first. Global because mmpretrain's loader (also inside
+    mmdet/mmseg runs) does the resize. Remove when mmpretrain stops using
+    ``interp2d``.
+    """
     from mmpretrain.models.backbones.swin_transformer import SwinTransformer
     from scipy import interpolate
     try:  # SciPy >= 1.14 keeps only a stub that raises NotImplementedError
@@ -260,8 +286,11 @@ def patch_swin_table_resize():
             _fill_missing_index_then(prepare)
 
 
-register_safe_globals()
-drop_statistics_methods_from_pickles()
-patch_collate_scope()
-patch_adjust_hue()
-patch_swin_table_resize()
+#: The process-wide patches, applied in this order on ``import hvp_mtl``.
+PROCESS_WIDE_PATCHES = (register_safe_globals,
+                        drop_statistics_methods_from_pickles,
+                        patch_collate_scope, patch_adjust_hue,
+                        patch_swin_table_resize)
+
+for _patch in PROCESS_WIDE_PATCHES:
+    _patch()

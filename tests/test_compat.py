@@ -118,3 +118,36 @@ def test_empty_history_buffer_loads_weights_only_and_others_stay_refused(
         torch.save({'state_dict': {}, 'x': payload}, bad)
         with pytest.raises(pickle.UnpicklingError):
             torch.load(bad, map_location='cpu', weights_only=True)
+
+
+def test_import_patches_nothing_of_mmengine_dist_until_asked():
+    """``import hvp_mtl`` leaves mmengine's process-group start and DDP alone;
+    ``enable_cpu_distributed`` (what the launch entry points call) wraps both
+    when there is no CUDA device. Checked in a fresh interpreter."""
+    import json
+    import subprocess
+    import sys
+    code = '\n'.join([
+        'import json, torch, hvp_mtl',
+        'from mmengine.dist import utils',
+        'from mmengine.model import MMDistributedDataParallel as DDP',
+        'def wrapped():',
+        '    return [hasattr(f, "__wrapped__") for f in (',
+        '        utils._init_dist_pytorch, utils._init_dist_slurm, DDP.__init__)]',
+        'before = wrapped()',
+        'from hvp_mtl.engine.runner import enable_cpu_distributed',
+        'applied = enable_cpu_distributed()',
+        'print(json.dumps(dict(before=before, after=wrapped(), applied=applied,',
+        '    again=enable_cpu_distributed(), cuda=torch.cuda.is_available())))',
+    ])
+    result = json.loads(subprocess.run(
+        [sys.executable, '-c', code], capture_output=True, text=True,
+        check=True).stdout.strip().splitlines()[-1])
+    assert result['before'] == [False, False, False]
+    if result['cuda']:
+        assert result['after'] == [False, False, False]
+        assert result['applied'] is False
+    else:
+        assert result['after'] == [True, True, True]
+        assert result['applied'] is True
+    assert result['again'] is False  # idempotent

@@ -16,7 +16,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from test_resume import (assert_same_state, run_log, scale_cfg,  # noqa: E402
                          snapshot, train)
 
-from hvp_mtl.engine.runner import NonFiniteTrainingError  # noqa: E402
+from hvp_mtl.engine.optimizers import NonFiniteTrainingError  # noqa: E402
 
 
 def _nan_hook(runner):

@@ -26,8 +26,8 @@ from mmpretrain.registry import HOOKS, TRANSFORMS
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from tiny_configs import tiny_pretrain_cfg  # noqa: E402
 
-from hvp_mtl.engine.runner import (ResumableDefaultSampler,  # noqa: E402
-                                   ResumableInfiniteSampler)
+from hvp_mtl.datasets.samplers import (  # noqa: E402
+    ResumableDefaultSampler, ResumableInfiniteSampler)
 
 _RUN_IDS = itertools.count()
 
@@ -208,7 +208,7 @@ def test_compact_order_per_rank_equals_mmengine_with_padding():
     """The int32 order, padded modulo the dataset size and handed out in
     blocks, gives every rank mmengine's list-based indices; the infinite
     stream likewise, across epoch boundaries."""
-    from hvp_mtl.engine.runner import resumable_samplers
+    from hvp_mtl.datasets.samplers import resumable_samplers
     dataset = list(range(23))
     for world_size in (1, 3, 4):
         for rank in range(world_size):

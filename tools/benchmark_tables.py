@@ -16,7 +16,6 @@ stopped early are marked with their progress. ``--demo`` appends the table of a
 import argparse
 import csv
 import io
-import os
 import os.path as osp
 import sys
 
@@ -24,6 +23,8 @@ import yaml
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), 'analysis_tools'))
 from work_dir_logs import evaluations, latest_metric, progress  # noqa: E402
+
+from hvp_mtl.utils.atomic_io import atomic_write  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PAPER_TABLES = osp.join(ROOT, 'tools', 'paper_tables.yml')
@@ -179,21 +180,17 @@ def render_markdown(tables, lines):
 
 def write_csv(lines, path):
     """Write the result lines as CSV (atomically)."""
-    tmp = path + '.tmp'
-    with open(tmp, 'w', newline='', encoding='utf-8') as f:
+    with atomic_write(path, newline='', encoding='utf-8') as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for line in lines:
             writer.writerow({k: fmt(v, 4) if isinstance(v, float) else v for k, v in line.items()})
-    os.replace(tmp, path)
 
 
 def write_text(text, path):
     """Write a text file atomically."""
-    tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
+    with atomic_write(path, encoding='utf-8') as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def parse_args(argv=None):

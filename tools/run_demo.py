@@ -35,6 +35,8 @@ from demo_table import ABLATIONS, DEMO_METRICS, INITS, ablation_dir, finetune_di
 from demo_table import demo_results, render_demo_markdown  # noqa: E402
 from progress_bar import run_with_progress  # noqa: E402
 
+from hvp_mtl.utils.atomic_io import atomic_write  # noqa: E402
+
 PY = sys.executable
 CONFIGS = dict(pretrain='configs/demo/hvp_swin-demo_pretrain.py',
                cls='configs/demo/swin-demo_cls.py',
@@ -117,10 +119,8 @@ class Demo:
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         self.stages[stage] = round(wall, 1)
         self.stages[f'{stage} (cpu)'] = round(cpu, 1)
-        tmp = self.stages_file + '.tmp'
-        with open(tmp, 'w', encoding='utf-8') as f:
+        with atomic_write(self.stages_file, encoding='utf-8') as f:
             json.dump(self.stages, f, indent=1)
-        os.replace(tmp, self.stages_file)
 
     # ------------------------------------------------------------------ stages
     def make_world(self):
@@ -287,10 +287,8 @@ def main(argv=None):
     for name, content in (('results.md', text), ('results.json',
                                                  json.dumps(demo_results(demo.work_dir),
                                                             indent=1))):
-        tmp = osp.join(demo.work_dir, name + '.tmp')
-        with open(tmp, 'w', encoding='utf-8') as f:
+        with atomic_write(osp.join(demo.work_dir, name), encoding='utf-8') as f:
             f.write(content)
-        os.replace(tmp, osp.join(demo.work_dir, name))
     print('\n' + text)
     print(f'Written to {osp.join(demo.work_dir, "results.md")} (and results.json); logs in '
           f'{osp.join(demo.work_dir, "logs")}.')

@@ -15,13 +15,14 @@ import json
 import os
 import os.path as osp
 import sys
-import tempfile
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 
 from mmcv.image import imread  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import MMLogger  # noqa: E402
+
+from hvp_mtl.utils.atomic_io import atomic_write  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif',
                     '.tiff', '.webp')
@@ -63,17 +64,8 @@ def list_images(path: str) -> list:
 
 def write_json_atomic(obj, path: str) -> None:
     """Write JSON to a temporary file in the same folder, then rename."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(obj, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path) as f:
+        json.dump(obj, f, indent=2)
 
 
 def main(argv=None):

@@ -82,6 +82,9 @@ train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=30)  # no repla
 # latest checkpoint falls back to the previous one on --resume
 default_hooks = dict(checkpoint=dict(_delete_=True, type='AtomicCheckpointHook', by_epoch=False,
                                      interval=1000, max_keep_ckpts=3),
+                     # every rank's RNG states, sampler position and SwAV queue in each
+                     # checkpoint, handed back to the loop on resume (exact resume)
+                     resume_state=dict(type='ResumeStateHook'),
                      # EMA teacher step + SwAV prototype normalisation after each optimizer step
                      # (outside forward; FSDP-safe). Required: training stops at once without it.
                      teacher_and_prototypes=dict(type='TeacherAndPrototypesHook'))

@@ -86,6 +86,7 @@ train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=100)
 default_hooks = dict(
     checkpoint=dict(_delete_=True, type='AtomicCheckpointHook', by_epoch=True, interval=4,
                     max_keep_ckpts=3),
+    resume_state=dict(type='ResumeStateHook'),  # RNG states + sampler position: exact resume
     # EMA step of the momentum encoder after each optimizer step (required)
     teacher_and_prototypes=dict(type='TeacherAndPrototypesHook'),
     logger=dict(type='LoggerHook', interval=50))

@@ -29,18 +29,17 @@ worse and is smoother. ``weights='student'`` exports the network that received
 the gradients (also the only choice when the run was trained without the
 distillation teacher).
 """
-import os
 import os.path as osp
 import sys
-import tempfile
 from collections import Counter, OrderedDict
 
 import torch
 
 from .. import compat  # noqa: F401  (torch weights-only allow-list)
+from ..utils.atomic_io import atomic_torch_save
 
 __all__ = ['export_backbone', 'load_pretrain_checkpoint', 'select_backbone',
-           'build_meta', 'report', 'save_atomic', 'key_group']
+           'build_meta', 'report', 'key_group']
 
 # Where the EMA teacher's backbone lives: ``HVPMTL.teacher`` is a
 # ``MomentumTeacher`` holding ``backbone`` and ``mlc_head`` copies
@@ -191,20 +190,6 @@ def report(kept, dropped, weights, file=sys.stdout, layout='mmpretrain'):
         print(f'    {group:<40s} {n:5d}  ({why})', file=file)
 
 
-def save_atomic(obj, dst):
-    """``torch.save`` to a temporary file beside ``dst``, then rename."""
-    out_dir = osp.dirname(osp.abspath(dst))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix='.tmp')
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-
-
 def export_backbone(src, dst, weights='teacher', file=sys.stdout):
     """Export ``src`` (pre-training checkpoint) to ``dst`` (backbone only).
 
@@ -215,7 +200,7 @@ def export_backbone(src, dst, weights='teacher', file=sys.stdout):
     kept, dropped = select_backbone(state_dict, weights, src)
     out = {'state_dict': kept,
            'meta': build_meta(ckpt, src, weights, kept, dropped)}
-    save_atomic(out, dst)
+    atomic_torch_save(out, dst)
     report(kept, dropped, weights, file=file)
     print(f'Saved {dst}', file=file)
     return out

@@ -19,8 +19,9 @@ the file format, meta and report are the backbone exporter's.
 import sys
 from collections import OrderedDict
 
+from ..utils.atomic_io import atomic_torch_save
 from .backbone_export import (build_meta, load_pretrain_checkpoint, report,
-                              save_atomic, select_backbone)
+                              select_backbone)
 
 __all__ = ['export_mcl_detector', 'select_mcl_detector']
 
@@ -62,7 +63,7 @@ def export_mcl_detector(src, dst, weights='teacher', file=sys.stdout):
     kept = OrderedDict(kept)
     out = {'state_dict': kept,
            'meta': build_meta(ckpt, src, weights, kept, dropped)}
-    save_atomic(out, dst)
+    atomic_torch_save(out, dst)
     report(kept, dropped, weights, file=file, layout='mmdet MCL')
     print(f'Saved {dst}', file=file)
     return out

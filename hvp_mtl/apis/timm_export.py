@@ -22,8 +22,9 @@ import sys
 
 import torch
 
+from ..utils.atomic_io import atomic_torch_save
 from .backbone_export import (build_meta, load_pretrain_checkpoint, report,
-                              save_atomic, select_backbone)
+                              select_backbone)
 from .timm_keys import UnsupportedBackboneError, swin_to_timm, vit_to_timm
 
 __all__ = ['TIMM_MODELS', 'convert_to_timm', 'check_timm_state_dict',
@@ -222,7 +223,7 @@ def export_timm(src, dst, weights='teacher', file=sys.stdout):
     meta['hvp_mtl']['format'] = 'timm'
     meta['timm'] = dict(model=out['model'], kwargs=out['kwargs'], version=timm.__version__)
     written = {'state_dict': out['state_dict'], 'meta': meta}
-    save_atomic(written, dst)
+    atomic_torch_save(written, dst)
     report(out['state_dict'], dropped, weights, file=file, layout='timm')
     kwargs = ''.join(f', {k}={v!r}' for k, v in out['kwargs'].items())
     print(f'timm model: {out["model"]}{kwargs}\n'

@@ -1,5 +1,5 @@
 """Datasets and data transforms."""
-from . import transforms  # noqa: F401
+from . import samplers, transforms  # noqa: F401
 from .bad_sample_tracker import (BadSampleTracker, DataEnvironmentError,
                                  TooManyBadSamplesError,
                                  is_environmental_error)

@@ -45,6 +45,7 @@ import numpy as np
 from mmengine.fileio import register_backend
 from mmengine.fileio.backends import BaseStorageBackend
 
+from ..utils.atomic_io import atomic_path, atomic_write
 from .bad_sample_tracker import DataEnvironmentError
 
 __all__ = ['build_tar_index', 'TarShardIndex', 'TarShardBackend', 'name_hash']
@@ -101,17 +102,14 @@ def build_tar_index(shards: Sequence[str], out_dir: str) -> 'TarShardIndex':
     arrays['names'] = np.frombuffer(b''.join(encoded), np.uint8)
     os.makedirs(out_dir, exist_ok=True)
     for key, array in arrays.items():
-        tmp = osp.join(out_dir, f'.{key}.bin.tmp')
-        array.astype(_ARRAYS[key]).tofile(tmp)
-        os.replace(tmp, osp.join(out_dir, f'{key}.bin'))
+        with atomic_path(osp.join(out_dir, f'{key}.bin')) as tmp:
+            array.astype(_ARRAYS[key]).tofile(tmp)
     meta = dict(format='hvp_mtl.tar_shard_index', version=1,
                 num_members=len(names),
                 shards=[osp.relpath(osp.abspath(s), osp.abspath(out_dir))
                         for s in shards])
-    tmp = osp.join(out_dir, '.meta.json.tmp')
-    with open(tmp, 'w') as f:
+    with atomic_write(osp.join(out_dir, 'meta.json')) as f:
         json.dump(meta, f, indent=1)
-    os.replace(tmp, osp.join(out_dir, 'meta.json'))
     return TarShardIndex(out_dir)
 
 

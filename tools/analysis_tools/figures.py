@@ -1,8 +1,7 @@
 """Shared by the analysis tools: write a matplotlib figure atomically."""
-import os
-import os.path as osp
-
 import matplotlib.pyplot as plt
+
+from hvp_mtl.utils.atomic_io import atomic_path
 
 __all__ = ['save_figure_atomically']
 
@@ -13,8 +12,6 @@ def save_figure_atomically(fig, out_file: str, dpi: int = 110) -> None:
     A reader never sees a half-written picture, and an interrupted run
     leaves the previous one in place.
     """
-    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
-    tmp = out_file + '.tmp.png'
-    fig.savefig(tmp, dpi=dpi)
+    with atomic_path(out_file) as tmp:
+        fig.savefig(tmp, dpi=dpi, format='png')
     plt.close(fig)
-    os.replace(tmp, out_file)

@@ -84,6 +84,8 @@ def main(argv=None):
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     if args.launcher != 'none':
+        from hvp_mtl.engine.runner import enable_cpu_distributed
+        enable_cpu_distributed()  # gloo when there is no CUDA
         init_dist(args.launcher)
     init_default_scope('mmpretrain')
     rank, _ = get_dist_info()
@@ -122,10 +124,9 @@ def main(argv=None):
               f'{result["top5"]:.2f}  (chance {result["chance"]:.2f}; '
               f'{result["num_train"]} train, {result["num_val"]} val images)')
         if args.out:
-            tmp = args.out + '.tmp'
-            with open(tmp, 'w') as f:
+            from hvp_mtl.utils.atomic_io import atomic_write
+            with atomic_write(args.out) as f:
                 json.dump(result, f, indent=2)
-            os.replace(tmp, args.out)
     return result
 
 

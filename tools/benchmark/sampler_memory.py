@@ -71,7 +71,7 @@ def measure(case, size, world_size, queue):
     import mmengine.dataset.sampler as sampler_module
     import torch
 
-    from hvp_mtl.engine.runner import ResumableDefaultSampler
+    from hvp_mtl.datasets.samplers import ResumableDefaultSampler
     from process_rss import peak_rss_mb, reset_peak_rss
     torch.set_num_threads(1)
     # rank 0 of world_size without a process group: the samplers read both

@@ -9,11 +9,13 @@ deletes the oldest kept checkpoint *before* writing the new one, so with
 :class:`AtomicCheckpointHook` (a drop-in ``CheckpointHook``):
 
 * writes ``<name>.tmp``, flushes it to disk and ``os.replace``-s it onto
-  ``<name>``; ``last_checkpoint`` is replaced the same way, only after the
-  checkpoint is complete; old checkpoints are pruned only after that;
-* stores ``checkpoint['resume_state']`` (every rank's RNG states and the
-  sampler position, :mod:`hvp_mtl.engine.runner.resume_state`) and hands it
-  back to the train loop on resume, so the resumable loops continue in O(1);
+  ``<name>`` (:mod:`hvp_mtl.utils.atomic_io`); ``last_checkpoint`` is
+  replaced the same way, only after the checkpoint is complete; old
+  checkpoints are pruned only after that;
+* announces every save on every rank (the hook event
+  ``before_save_checkpoint_all_ranks``), so that
+  :class:`~.resume_state_hook.ResumeStateHook` can gather the exact-resume
+  state of all ranks for it (``Runner.save_checkpoint`` runs on rank 0 only);
 * on automatic resume (``--resume`` without a path) checks the checkpoint
   named by ``last_checkpoint`` (zip structure and CRCs); if it is truncated
   or corrupt it logs a warning and resumes from the newest intact one *that
@@ -35,27 +37,12 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
-from ..runner.resume_state import collect_resume_state
+from ...utils.atomic_io import atomic_write, commit_file
+from ..runner.resume_state import GATHER_EVENT
 
 __all__ = [
-    'AtomicCheckpointHook', 'is_intact_checkpoint', 'atomic_write_text',
-    'find_intact_checkpoint'
+    'AtomicCheckpointHook', 'is_intact_checkpoint', 'find_intact_checkpoint'
 ]
-
-
-def _fsync(path: str) -> None:
-    with open(path, 'rb') as f:
-        os.fsync(f.fileno())
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def is_intact_checkpoint(path: str) -> bool:
@@ -151,14 +138,12 @@ def find_intact_checkpoint(
 
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
-    """``CheckpointHook`` with atomic writes, exact-resume state and fallback.
+    """``CheckpointHook`` with atomic writes, safe rotation and fallback.
 
     Accepts every argument of :class:`mmengine.hooks.CheckpointHook`. Atomic
     writes apply to local directories; other backends are written as by
     mmengine (with a warning).
     """
-
-    _resume_state = None
 
     # ------------------------------------------------------------ resume --
     def before_run(self, runner) -> None:
@@ -182,30 +167,11 @@ class AtomicCheckpointHook(CheckpointHook):
     def _choose_resume_checkpoint(self, work_dir: str) -> Optional[str]:
         return find_intact_checkpoint(work_dir, (self.filename_tmpl, ))
 
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Hand ``resume_state`` to the train loop when resuming."""
-        state = checkpoint.get('resume_state')
-        if not runner._resume or state is None:
-            return
-        loop = runner.train_loop
-        if hasattr(loop, 'load_resume_state'):
-            loop.load_resume_state(state)
-        else:
-            print_log(
-                f'{type(loop).__name__} cannot use the saved sampler position '
-                'and RNG states; use ResumableEpochBasedTrainLoop or '
-                'ResumableIterBasedTrainLoop for an O(1), exact resume.',
-                logger='current',
-                level=logging.WARNING)
-
     # -------------------------------------------------------------- save --
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        if self._resume_state is not None:
-            checkpoint['resume_state'] = self._resume_state
-
     def _save_checkpoint_with_step(self, runner, step, meta):
-        # runs on every rank: gathering the RNG states is a collective
-        self._resume_state = collect_resume_state(runner)
+        # runs on every rank: hooks that gather state from all ranks for
+        # this checkpoint (ResumeStateHook) do it now
+        runner.call_hook(GATHER_EVENT)
         if not isinstance(self.file_backend, LocalBackend):
             print_log(
                 'AtomicCheckpointHook: checkpoints on '
@@ -237,14 +203,11 @@ class AtomicCheckpointHook(CheckpointHook):
             by_epoch=self.by_epoch,
             backend_args=self.backend_args,
             **self.args)
-        self._resume_state = None
         if not is_main_process():
             return
-        tmp_path = f'{final_path}.tmp'
-        _fsync(tmp_path)
-        os.replace(tmp_path, final_path)
-        atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'),
-                          final_path)
+        commit_file(f'{final_path}.tmp', final_path)
+        with atomic_write(osp.join(runner.work_dir, 'last_checkpoint')) as f:
+            f.write(final_path)
         if expired is not None and expired != step:
             old = osp.join(self.out_dir, self.filename_tmpl.format(expired))
             if osp.isfile(old):

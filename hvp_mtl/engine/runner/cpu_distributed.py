@@ -14,6 +14,11 @@ is available**, the process group is created with ``gloo`` and DDP gets
 ``device_ids=None``. With a GPU nothing changes. This is what makes
 ``tools/dist_train.sh CFG 2`` a real 2-process job on a CPU-only machine
 (tests and debugging).
+
+``import hvp_mtl`` does not apply it: the entry points that start a
+distributed run call it (``tools/train.py`` and ``tools/test.py`` through
+their runner builder, ``tools/analysis_tools/knn_probe.py``), so a library
+user's mmengine is never patched behind their back.
 """
 import functools
 import logging
@@ -99,13 +104,16 @@ def _patch_ddp_device_ids() -> None:
 
 
 def enable_cpu_distributed() -> bool:
-    """Apply the two CPU fall-backs once (idempotent).
+    """Apply the two CPU fall-backs once (idempotent), only without CUDA.
+
+    Call it before the runner initialises the process group. With a CUDA
+    device it does nothing: mmengine's own NCCL start is used.
 
     Returns:
-        bool: True the first time the patches are applied.
+        bool: True when the patches were applied by this call.
     """
     global _APPLIED
-    if _APPLIED:
+    if _APPLIED or not _cpu_only():
         return False
     _patch_init_dist()
     _patch_ddp_device_ids()

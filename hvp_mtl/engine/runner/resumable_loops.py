@@ -9,8 +9,9 @@ mmengine 0.10.7's loops resume badly at scale:
   mid-epoch checkpoint trains on part of the epoch twice.
 
 The loops below take the position from ``checkpoint['resume_state']`` (see
-:mod:`.resume_state`, written by :class:`AtomicCheckpointHook`), hand it to a
-resumable sampler (:mod:`.resumable_samplers`) which starts there by slicing,
+:mod:`.resume_state`, written and handed back by ``ResumeStateHook``, for the
+checkpoints of ``AtomicCheckpointHook``), hand it to a
+resumable sampler (:mod:`hvp_mtl.datasets.samplers`) which starts there by slicing,
 and restore every rank's RNG state right before the first resumed batch is
 drawn, i.e. at the same point of the random stream as in the uninterrupted
 run. Validations inside training leave every generator as they found it
@@ -27,9 +28,9 @@ from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from mmpretrain.registry import LOOPS
 
-from .resume_state import (capture_rng_state, dataloader_batch_size,
-                           load_rank_local_state, preserved_rng_state,
-                           restore_rng_state)
+from .resume_state import (GATHER_EVENT, capture_rng_state,
+                           dataloader_batch_size, load_rank_local_state,
+                           preserved_rng_state, restore_rng_state)
 
 __all__ = ['ResumableEpochBasedTrainLoop', 'ResumableIterBasedTrainLoop']
 
@@ -40,8 +41,19 @@ class _ResumableLoopMixin:
     _resume_state: Optional[Dict[str, Any]] = None
     _batches_done = 0  # batches of the current data epoch already trained
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not any(hasattr(hook, GATHER_EVENT) for hook in self.runner.hooks):
+            print_log(
+                f'{type(self).__name__} without ResumeStateHook: checkpoints '
+                'carry no sampler position or RNG states, so a resumed run '
+                'is not exact. Add default_hooks.resume_state='
+                "dict(type='ResumeStateHook').",
+                logger='current',
+                level=logging.WARNING)
+
     def load_resume_state(self, resume_state: Dict[str, Any]) -> None:
-        """Called by ``AtomicCheckpointHook.after_load_checkpoint``."""
+        """Called by ``ResumeStateHook.after_load_checkpoint``."""
         self._resume_state = resume_state
 
     def _samples_per_step(self) -> int:
@@ -98,9 +110,10 @@ class _ResumableLoopMixin:
 class ResumableEpochBasedTrainLoop(_ResumableLoopMixin, EpochBasedTrainLoop):
     """``EpochBasedTrainLoop`` that resumes inside an epoch in O(1).
 
-    Use with ``train_dataloader.sampler=dict(type='ResumableDefaultSampler')``
-    and :class:`AtomicCheckpointHook` (e.g. ``by_epoch=False, interval=N`` for
-    mid-epoch checkpoints). Arguments are those of ``EpochBasedTrainLoop``.
+    Use with ``train_dataloader.sampler=dict(type='ResumableDefaultSampler')``,
+    ``ResumeStateHook`` and ``AtomicCheckpointHook`` (e.g. ``by_epoch=False,
+    interval=N`` for mid-epoch checkpoints). Arguments are those of
+    ``EpochBasedTrainLoop``.
     """
 
     def sampler_position(self) -> Dict[str, int]:
@@ -195,7 +208,8 @@ class ResumableIterBasedTrainLoop(_ResumableLoopMixin, IterBasedTrainLoop):
         if self._iter > 0 and not position:
             raise RuntimeError(
                 f'Resuming at iteration {self._iter} from a checkpoint without '
-                '`resume_state` (not written by AtomicCheckpointHook); '
+                '`resume_state` (written by ResumeStateHook with '
+                'AtomicCheckpointHook); '
                 'refusing to replay the dataloader.')
         if position:
             self._data_epoch = int(position['epoch'])

@@ -17,7 +17,8 @@ missing for a resumed run to continue *the same* run:
 
 :func:`collect_resume_state` is called on **all** ranks when a checkpoint is
 written (it gathers the per-rank RNG states onto every rank); the result is
-stored under ``checkpoint['resume_state']``. Everything in it is a plain
+stored under ``checkpoint['resume_state']`` by
+:class:`~hvp_mtl.engine.hooks.ResumeStateHook`. Everything in it is a plain
 python object or a tensor, so the checkpoint still loads with
 ``torch.load(weights_only=True)``.
 """
@@ -32,9 +33,18 @@ from mmengine.model import is_model_wrapper
 
 __all__ = [
     'capture_rng_state', 'restore_rng_state', 'preserved_rng_state',
-    'collect_resume_state',
+    'collect_resume_state', 'RESUME_STATE_KEY', 'GATHER_EVENT',
     'dataloader_batch_size', 'rank_local_state', 'load_rank_local_state'
 ]
+
+#: The checkpoint key of the state (the same since it was first written, so
+#: every checkpoint of this project resumes the same way).
+RESUME_STATE_KEY = 'resume_state'
+
+#: Hook event a checkpoint hook calls on every rank right before it saves
+#: (``Runner.save_checkpoint`` and ``before_save_checkpoint`` run on rank 0
+#: only; gathering the state is a collective).
+GATHER_EVENT = 'before_save_checkpoint_all_ranks'
 
 
 def capture_rng_state() -> Dict[str, Any]:
