@@ -71,6 +71,8 @@ def knn_probe_checkpoint(config, checkpoint, train, val, train_prefix=None, val_
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if launcher != 'none':
+        from hvp_mtl.engine.runner import enable_cpu_distributed
+        enable_cpu_distributed()  # gloo when there is no CUDA
         init_dist(launcher)
     init_default_scope('mmpretrain')
     rank, _ = get_dist_info()

@@ -36,7 +36,7 @@ def merge_args(cfg, args):
     default_work_dir(cfg, args.work_dir, args.config)
 
     if args.amp:
-        # the non-finite guard (hvp_mtl.engine.runner) has an AMP twin
+        # the non-finite guard (hvp_mtl.engine.optimizers) has an AMP twin
         amp_types = {'OptimWrapper': 'AmpOptimWrapper',
                      'AmpOptimWrapper': 'AmpOptimWrapper',
                      'GuardedOptimWrapper': 'GuardedAmpOptimWrapper',
@@ -109,6 +109,9 @@ def merge_test_args(cfg, args):
 
 def build_runner(cfg):
     """Build the runner the config asks for (``runner_type``) or a Runner."""
+    if cfg.get('launcher', 'none') != 'none':
+        from hvp_mtl.engine.runner import enable_cpu_distributed
+        enable_cpu_distributed()  # gloo and CPU DDP when there is no CUDA
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     if cfg.get('resume') is True and cfg.get('load_from') is None:

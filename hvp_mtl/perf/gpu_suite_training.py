@@ -1,4 +1,4 @@
-"""Part (c) of ``gpu_suite.py``: the real pre-training config on generated data.
+"""Part (c) of ``tools/perf/gpu_suite.py``: the real pre-training config on generated data.
 
 Writes an ML-Images-format set (``train.txt``, an 11,166-class
 ``dictionary_and_semantic_hierarchy.txt``, JPEGs under ``images/``), then

@@ -1,4 +1,4 @@
-"""The cases timed by ``tools/benchmark/step.py``: configs, batch, models.
+"""The cases timed by ``tools/perf/step.py``: configs, batch, models.
 
 Every case is built from the shipped pre-training config of the chosen
 backbone, with its real optim wrapper (``build_optim_wrapper``), and one step
