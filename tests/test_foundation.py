@@ -27,9 +27,9 @@ def _train(work_dir, data_root, max_iters, *extra):
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-    from hvp_mtl.datasets.demo_world.unlabelled import write_unlabelled_images
+    from hvp_mtl.datasets.demo_world.writers import write_images
     tmp = tmp_path_factory.mktemp('foundation')
-    write_unlabelled_images(tmp / 'images', 8, size=72)
+    write_images(tmp / 'images', 8, size=72)
     log = _train(tmp / 'work', tmp / 'images', 2)
     return tmp, log
 

@@ -1,4 +1,4 @@
-"""Shared by the figure makers (loss curves, MIM pictures): write a matplotlib figure atomically."""
+"""Shared by the analysis tools: write a matplotlib figure atomically."""
 import os
 import os.path as osp
 
