@@ -15,8 +15,9 @@ config, ``DEMO_WORLD/pretrain``), with the same iterations and schedule in every
 Each checkpoint is then scored on the demo world's ``val.txt`` (the validation pipeline of the
 pre-training configs, at 64 px): multi-label mAP of the untrained model (same seed), of the
 student and, where one exists, of the EMA teacher, and teacher-student agreement: top-1
-agreement of the two decoders' logits (in %), the mean per-image Pearson correlation of their logits over the classes, and the mean symmetric KL
-of their ``S(., Q0)`` at T = 0.07 (scoring tokens, the same measure for every arm).
+agreement of the two decoders' logits (in %), the mean per-image Pearson correlation of their
+logits over the classes, and the mean symmetric KL of their ``S(., Q0)`` at T = 0.07 (scoring
+tokens, the same measure for every arm).
 Finished runs are skipped when the command is repeated (``--no-train``: evaluate only those).
 Results (per run, and mean +- sample standard deviation per arm) go to ``--out`` and to stdout
 as a markdown table.
