@@ -1,7 +1,7 @@
 """Per-task loss curves of a training run as one PNG: a panel per loss, the total, and the lr.
 
-The core of ``tools/analysis_tools/plot_loss_curves.py``. Reads the ``vis_data/scalars.json`` files mmengine writes into a work dir (every launch, so a
-resumed run is one curve)::
+The core of ``tools/analysis_tools/plot_loss_curves.py``. Reads the ``vis_data/scalars.json``
+files mmengine writes into a work dir (every launch, so a resumed run is one curve)::
 
     python tools/analysis_tools/plot_loss_curves.py WORK_DIR [--out curves.png] [--smooth 10]
         [--keys loss_mlc loss_swav ...] [--x iter|epoch]

@@ -155,7 +155,7 @@ def render_markdown(tables, lines):
         out.write(f'### Table {table["id"]}: {table["title"]}\n\n')
         out.write('| method | metric | paper | reference | ours | ours − paper | run |\n')
         out.write('|---|---|---|---|---|---|---|\n')
-        for line in (l for l in lines if l['table'] == table['id']):
+        for line in (row for row in lines if row['table'] == table['id']):
             ref = f'{fmt_stated(line["reference"])} ({line["reference_source"]})' if line[
                 'reference'] != '' else '—'
             diff = f'{line["ours_minus_paper"]:+.2f}' if line['ours_minus_paper'] != '' else '—'
@@ -203,9 +203,10 @@ def only_stated(tables, lines):
         tuple[list[dict], list[dict]]: The tables and the lines, filtered alike.
     """
     keep = {
-        l['row_id']
-        for l in lines if isinstance(l['paper'], float) or l['reference'] != '' or l['work_dir']
+        line['row_id']
+        for line in lines
+        if isinstance(line['paper'], float) or line['reference'] != '' or line['work_dir']
     }
-    lines = [l for l in lines if l['row_id'] in keep]
+    lines = [line for line in lines if line['row_id'] in keep]
     tables = [dict(t, rows=[r for r in t['rows'] if r['id'] in keep]) for t in tables]
     return tables, lines

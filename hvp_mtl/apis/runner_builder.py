@@ -1,4 +1,5 @@
-"""Build an mmengine runner from a config and the command line of ``tools/train.py`` / ``tools/test.py``.
+"""Build an mmengine runner from a config and the command line of ``tools/train.py`` or
+``tools/test.py``.
 
 The config plumbing of both tools, with mmpretrain 1.x semantics: ``--work-dir`` (else
 ``./work_dirs/<config stem>``), ``--amp`` (the AMP twin of the config's optim wrapper),
