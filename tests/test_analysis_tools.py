@@ -12,11 +12,11 @@ from mmengine.runner import Runner
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
+import hvp_mtl  # noqa: F401  (weights_only allow-list for the resume)
+from hvp_mtl.apis.loss_curves import plot_curves
+from hvp_mtl.apis.work_dir_logs import training_records
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tools' / 'analysis_tools'))
-import hvp_mtl  # noqa: E402,F401  (weights_only allow-list for the resume)
-from plot_loss_curves import plot_curves  # noqa: E402
-from work_dir_logs import training_records  # noqa: E402
 
 
 class TwoLossModel(BaseModel):
@@ -114,7 +114,7 @@ def pretrained_hvp(demo_world, tmp_path_factory):
 
 
 def test_mim_picture_from_a_real_checkpoint(pretrained_hvp, demo_world, tmp_path):
-    from visualize_mim import load_model, reconstruct, read_image
+    from hvp_mtl.apis.mim_visualizer import load_model, reconstruct, read_image
     config, ckpt = pretrained_hvp
     images = sorted((demo_world / 'ade' / 'images' / 'validation').glob('*.jpg'))[:2]
     out = tmp_path / 'mim.png'

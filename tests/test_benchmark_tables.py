@@ -15,12 +15,11 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch.utils.data import DataLoader, TensorDataset
 
+import hvp_mtl  # noqa: F401  (weights_only allow-list, as tools/test.py has it)
+import hvp_mtl.apis.paper_tables as bt
+from hvp_mtl.apis.work_dir_logs import read_json_lines
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tools'))
-sys.path.insert(0, str(ROOT / 'tools' / 'analysis_tools'))
-import hvp_mtl  # noqa: E402,F401  (weights_only allow-list, as tools/test.py has it)
-import benchmark_tables as bt  # noqa: E402
-from work_dir_logs import read_json_lines  # noqa: E402
 
 TABLES = bt.load_tables()
 ROWS = {r['id']: r for t in TABLES for r in t['rows']}

@@ -38,7 +38,7 @@ def table_rows(text):
 
 def test_step_benchmark_prints_every_case_and_ratio(tmp_path):
     result_file = tmp_path / 'step.json'
-    stdout = run_script('tools/benchmark/step.py', '--backbone', 'tiny', '--batch', '2',
+    stdout = run_script('tools/perf/step.py', '--backbone', 'tiny', '--batch', '2',
                         '--size', '64', '--num-classes', '24', '--iters', '2',
                         '--warmup', '0', '--threads', '1', '--clock', 'cpu',
                         '--json', str(result_file))
@@ -67,7 +67,7 @@ def test_step_benchmark_prints_every_case_and_ratio(tmp_path):
 
 
 def test_data_pipeline_benchmark_reports_rate_and_cores(tmp_path):
-    stdout = run_script('tools/benchmark/data_pipeline.py', '--image-size', '64',
+    stdout = run_script('tools/perf/data_pipeline.py', '--image-size', '64',
                         '--num-images', '6', '--samples', '4', '--warmup', '1',
                         '--repeats', '1', '--work-dir', str(tmp_path))
     rows = table_rows(stdout)
@@ -85,10 +85,10 @@ def test_data_pipeline_benchmark_reports_rate_and_cores(tmp_path):
 
 
 def test_gpu_suite_dry_run_on_cpu(tmp_path):
-    """tools/benchmark/gpu_suite.sh --device cpu: every part of the GPU suite at
+    """tools/perf/gpu_suite.sh --device cpu: every part of the GPU suite at
     tiny sizes (the shipped Swin-B config's run with tiny model overrides)."""
     env = dict(os.environ, PYTHON=sys.executable)
-    out = subprocess.run(['bash', 'tools/benchmark/gpu_suite.sh', '--device', 'cpu',
+    out = subprocess.run(['bash', 'tools/perf/gpu_suite.sh', '--device', 'cpu',
                           '--results', str(tmp_path)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -117,7 +117,7 @@ def test_gpu_suite_dry_run_on_cpu(tmp_path):
 
 
 def test_ddp_find_unused_comparison_runs(tmp_path):
-    stdout = run_script('tools/benchmark/ddp_unused.py', '--backbone', 'tiny',
+    stdout = run_script('tools/perf/ddp_unused.py', '--backbone', 'tiny',
                         '--iters', '2', '--warmup', '0', '--num-classes', '24')
     rows = table_rows(stdout)
     for flag in ('True', 'False'):

@@ -4,7 +4,6 @@ import os
 import os.path as osp
 import pickle
 import shutil
-import sys
 
 import numpy as np
 import pytest
@@ -140,8 +139,7 @@ def test_dictionary_formats(tmp_path):
 
 
 def test_index_round_trip_equals_direct_parsing(tmp_path):
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'benchmark'))
-    from synthetic_ml_images import write_synthetic_list
+    from hvp_mtl.perf.synthetic_ml_images import write_synthetic_list
     list_file = str(tmp_path / 'synthetic.txt')
     write_synthetic_list(list_file, 3000, seed=1, batch_lines=1000)
     with open(list_file, 'a') as f:  # both official styles, odd spacing

@@ -128,8 +128,9 @@ def test_default_export_is_the_ema_teacher(swin_export):
 
 def test_student_export(swin_export, tmp_path):
     import hvp_mtl  # noqa: F401
+    from hvp_mtl.apis.checkpoint_export import export_checkpoint
     out = tmp_path / 'student.pth'
-    load_exporter().convert(str(swin_export['pretrain']), str(out), weights='student')
+    export_checkpoint(str(swin_export['pretrain']), str(out), weights='student')
     full = torch.load(swin_export['pretrain'], map_location='cpu', weights_only=True)['state_dict']
     state = torch.load(out, weights_only=True)['state_dict']
     assert set(state) == set(torch.load(swin_export['export'], weights_only=True)['state_dict'])

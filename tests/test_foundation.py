@@ -13,7 +13,6 @@ import hvp_mtl  # noqa: F401  (the weights_only allow-list for mmengine checkpoi
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CFG = ROOT / 'configs' / 'pretrain' / 'baselines' / 'simmim_swin-tiny_demo.py'
-sys.path.insert(0, str(ROOT / 'tools'))
 
 
 def _train(work_dir, data_root, max_iters, *extra):
@@ -28,7 +27,7 @@ def _train(work_dir, data_root, max_iters, *extra):
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-    from run_demo import write_images
+    from hvp_mtl.datasets.demo_world.writers import write_images
     tmp = tmp_path_factory.mktemp('foundation')
     write_images(tmp / 'images', 8, size=72)
     log = _train(tmp / 'work', tmp / 'images', 2)

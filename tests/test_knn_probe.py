@@ -1,8 +1,8 @@
 """kNN probe: numerics against DINO's classifier, the tool on the demo world's
 classification split (single process and 2-process gloo), and the hook in a
 short pre-training run."""
+import importlib.util
 import json
-import sys
 
 import pytest
 import torch
@@ -95,12 +95,12 @@ def cfg_file(run, tmp_path_factory):
 
 
 def _probe_in_process(args):
-    sys.path.insert(0, str(ROOT / 'tools' / 'analysis_tools'))
-    try:
-        from knn_probe import main
-    finally:
-        sys.path.pop(0)
-    return main(args)
+    """``tools/analysis_tools/knn_probe.py ARGS`` in this process (its stdout to capsys)."""
+    spec = importlib.util.spec_from_file_location(
+        'knn_probe_tool', ROOT / 'tools' / 'analysis_tools' / 'knn_probe.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool.main(args)
 
 
 def test_knn_probe_tool_reports_top1_above_chance(run, cfg_file, tmp_path,

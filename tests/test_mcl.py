@@ -310,7 +310,7 @@ def test_kill_and_resume_is_exact(demo_world, tmp_path, one_torch_thread):
 def test_mcl_step_benchmark_prints_both_cases_and_the_ratio(tmp_path):
     from test_benchmarks_smoke import run_script, table_rows
     out = tmp_path / 'mcl_step.json'
-    stdout = run_script('tools/benchmark/mcl_step.py', '--backbone', 'tiny', '--batch', '4',
+    stdout = run_script('tools/perf/mcl_step.py', '--backbone', 'tiny', '--batch', '4',
                         '--iters', '2', '--warmup', '0', '--threads', '1', '--out', str(out))
     rows = table_rows(stdout)
     assert rows['mcl'][2] == str(4 * (4 + 1 + 1 + 1)) and rows['byol'][2] == str(4 * 4)

@@ -6,7 +6,7 @@ from test_benchmarks_smoke import run_script, table_rows
 
 
 def test_val_metric_benchmark_equal_map_and_memory_rows():
-    out = run_script('tools/benchmark/val_metric.py', '--images', '64',
+    out = run_script('tools/perf/val_metric.py', '--images', '64',
                      '--classes', '300', '--dense-fraction', '0.5')
     rows = table_rows(out)
     ours, ours_part, dense_part = (float(v) for v in rows['mAP'][:3])
@@ -16,7 +16,7 @@ def test_val_metric_benchmark_equal_map_and_memory_rows():
 
 
 def test_sampler_benchmark_same_order_and_smaller():
-    out = run_script('tools/benchmark/sampler_memory.py', '--samples',
+    out = run_script('tools/perf/sampler_memory.py', '--samples',
                      '200000', '--world-size', '4')
     rows = table_rows(out)
     ours, before = (float(v) for v in rows['peak extra RSS per rank (MB)'][:2])
@@ -25,7 +25,7 @@ def test_sampler_benchmark_same_order_and_smaller():
 
 
 def test_tar_shard_benchmark_lru_holds_and_unbounded_fails():
-    out = run_script('tools/benchmark/tar_shard_fds.py', '--shards', '200',
+    out = run_script('tools/perf/tar_shard_fds.py', '--shards', '200',
                      '--nofile', '64', '--reads', '800', '--workers', '2',
                      '--lru', '16')
     rows = table_rows(out)

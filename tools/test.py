@@ -5,14 +5,10 @@
 """
 import argparse
 import os
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
-sys.path.insert(0, osp.abspath(osp.dirname(__file__)))
+from mmengine.config import Config, DictAction
 
-from mmengine.config import Config, DictAction  # noqa: E402
-from train import build_runner  # noqa: E402  (tools/train.py)
+from hvp_mtl.apis.runner_builder import build_runner, merge_test_args
 
 
 def parse_args(argv=None):
@@ -37,22 +33,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
-    cfg.load_from = args.checkpoint
-    if args.amp:
-        cfg.test_cfg = dict(cfg.get('test_cfg') or {}, fp16=True)
-    if args.out is not None:
-        assert args.out.endswith(('.pkl', '.pickle')), '--out must be a .pkl file'
-        cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(
-            cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
-        cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=args.out))
+    cfg = merge_test_args(cfg, args)
     runner = build_runner(cfg)
     metrics = runner.test()
     print(metrics)

@@ -6,18 +6,15 @@ Same flags as mmpretrain 1.x ``tools/train.py``::
         [--auto-scale-lr] [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
 
 Multi-GPU and multi-node runs go through ``tools/dist_train.sh CONFIG GPUS``
-(GPUS is the total number of GPUs over all nodes) or ``tools/slurm_train.sh``.
+(GPUS is the total number of GPUs over all nodes) or ``tools/slurm_train.sh``. The config
+plumbing and the runner builder live in :mod:`hvp_mtl.apis.runner_builder`.
 """
 import argparse
 import os
-import os.path as osp
-import sys
 
-# Make the plugin importable when the repository is used without installation.
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
+from mmengine.config import Config, DictAction
 
-from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+from hvp_mtl.apis.runner_builder import build_runner, merge_args
 
 
 def parse_args(argv=None):
@@ -50,79 +47,6 @@ def parse_args(argv=None):
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
-
-
-def merge_args(cfg, args):
-    """Merge command-line arguments into the config (mmpretrain semantics)."""
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
-
-    if args.amp:
-        # the non-finite guard (hvp_mtl.engine.optimizers) has an AMP twin
-        amp_types = {'OptimWrapper': 'AmpOptimWrapper',
-                     'AmpOptimWrapper': 'AmpOptimWrapper',
-                     'GuardedOptimWrapper': 'GuardedAmpOptimWrapper',
-                     'GuardedAmpOptimWrapper': 'GuardedAmpOptimWrapper'}
-        optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        assert optim_wrapper in amp_types, \
-            '`--amp` is not supported by the custom optim wrapper ' \
-            f'{optim_wrapper}; set it in the config instead.'
-        cfg.optim_wrapper.type = amp_types[optim_wrapper]
-        if cfg.optim_wrapper.type == 'AmpOptimWrapper':
-            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-        # GuardedAmpOptimWrapper picks it: dynamic for fp16, none for bf16
-        # (which refuses a loss scaler)
-
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = args.resume
-
-    if args.no_validate:
-        cfg.val_cfg = None
-        cfg.val_dataloader = None
-        cfg.val_evaluator = None
-
-    if args.auto_scale_lr:
-        cfg.setdefault('auto_scale_lr', {})['enable'] = True
-
-    def set_loader(loader_cfg):
-        if loader_cfg is None:
-            return
-        if args.no_pin_memory:
-            loader_cfg['pin_memory'] = False
-        if args.no_persistent_workers:
-            loader_cfg['persistent_workers'] = False
-
-    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        set_loader(cfg.get(name))
-
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    return cfg
-
-
-def build_runner(cfg):
-    """Build the runner the config asks for (``runner_type``) or a Runner."""
-    if cfg.get('launcher', 'none') != 'none':
-        from hvp_mtl.engine.runner import enable_cpu_distributed
-        enable_cpu_distributed()  # gloo and CPU DDP when there is no CUDA
-    if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
-    if cfg.get('resume') is True and cfg.get('load_from') is None:
-        # FlexibleRunner resumes before any hook runs: pick the newest intact
-        # checkpoint here (Runner does it in AtomicCheckpointHook.before_run)
-        from hvp_mtl.engine.hooks.atomic_checkpoint_hook import \
-            find_intact_checkpoint
-        cfg.load_from = find_intact_checkpoint(cfg.work_dir)
-    from mmengine.registry import RUNNERS
-    return RUNNERS.build(cfg)
 
 
 def main(argv=None):

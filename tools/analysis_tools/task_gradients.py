@@ -17,88 +17,18 @@ forward and prints, for every task with a weight > 0:
 
 If the model scores more classes than the dataset's dictionary holds (e.g.
 ``--cfg-options model.mlc_head.num_classes=11166`` on the demo world), the
-targets are zero-padded: the extra classes are negatives of every image.
+targets are zero-padded: the extra classes are negatives of every image. The measurement lives
+in :mod:`hvp_mtl.apis.task_gradients`.
 """
 import argparse
 import json
-import math
 
-import torch
 from mmengine.config import Config, DictAction
-from mmengine.dataset import default_collate
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint, set_random_seed
-from mmpretrain.registry import DATASETS, MODELS
+from mmpretrain.registry import MODELS
 
-TASKS = ('mlc', 'swav', 'mim', 'distill')
-
-
-def last_stage_parameters(backbone: torch.nn.Module) -> list:
-    """Trainable parameters of the backbone's last stage (Swin) or layer (ViT)."""
-    for name in ('stages', 'layers'):
-        blocks = getattr(backbone, name, None)
-        if blocks is not None and len(blocks):
-            return [p for p in blocks[-1].parameters() if p.requires_grad]
-    raise ValueError(f'{type(backbone).__name__} has neither stages nor layers')
-
-
-def first_batch(cfg: Config, batch_size: int, num_classes: int):
-    """``(inputs, data_samples)`` of the first images of the training set,
-    targets zero-padded to ``num_classes``."""
-    dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    batch = default_collate([dataset[i] for i in range(batch_size)])
-    padded = 0
-    for sample in batch['data_samples']:
-        score = sample.gt_score
-        if score.numel() < num_classes:
-            padded = num_classes - score.numel()
-            sample.set_metainfo(dict(num_classes=num_classes))
-            sample.set_gt_score(torch.cat([score, score.new_zeros(padded)]))
-    return batch, padded
-
-
-def task_gradient_table(model: torch.nn.Module, data: dict) -> list:
-    """One forward, then one backward per task: rows of the table.
-
-    Args:
-        model (HVPMTL): In train mode, teacher initialised.
-        data (dict): A collated batch (before the data preprocessor).
-
-    Returns:
-        list[dict]: ``task``, ``weighted``, ``unweighted``, ``grad_norm``,
-        ``share`` for every task with a weight > 0.
-    """
-    params = last_stage_parameters(model.backbone)
-    data = model.data_preprocessor(data, training=True)
-    losses = model(**data, mode='loss')
-    rows = []
-    for task in TASKS:
-        key = f'loss_{task}'
-        if key not in losses:
-            continue
-        grads = torch.autograd.grad(losses[key], params, retain_graph=True,
-                                    allow_unused=True)
-        norm = math.sqrt(sum(float(g.double().pow(2).sum())
-                             for g in grads if g is not None))
-        rows.append(dict(task=task, weighted=float(losses[key].detach()),
-                         unweighted=float(losses[f'{task}_unweighted']),
-                         grad_norm=norm))
-    total = sum(r['grad_norm'] for r in rows) or 1.0
-    for r in rows:
-        r['share'] = r['grad_norm'] / total
-    return rows
-
-
-def format_table(rows: list) -> str:
-    """Markdown table of :func:`task_gradient_table`'s rows."""
-    lines = ['| task | alpha*L (weighted) | L (unweighted) | '
-             '|grad| last stage | share |', '|---|---|---|---|---|']
-    for r in rows:
-        lines.append(f"| {r['task']} | {r['weighted']:.4g} | "
-                     f"{r['unweighted']:.4g} | {r['grad_norm']:.4g} | "
-                     f"{100 * r['share']:.1f} % |")
-    return '\n'.join(lines)
-
+from hvp_mtl.apis.task_gradients import first_batch, format_table, task_gradient_table
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])

@@ -18,11 +18,9 @@ import os.path as osp
 import sys
 import time
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
-
-from hvp_mtl.datasets.ml_images_format import MLImagesFormatError  # noqa: E402
-from hvp_mtl.datasets.ml_images_index import default_index_dir  # noqa: E402
-from hvp_mtl.datasets.ml_images_index_builder import build_index  # noqa: E402
+from hvp_mtl.datasets.ml_images_format import MLImagesFormatError
+from hvp_mtl.datasets.ml_images_index import default_index_dir
+from hvp_mtl.datasets.ml_images_index_builder import build_index
 
 
 def parse_args(argv=None):

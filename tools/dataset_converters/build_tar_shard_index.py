@@ -15,34 +15,11 @@ Then read images with ``LoadImageFromFile(backend_args=dict(
 backend='tar_shards', index=..., root=<the folder that was packed>))``.
 """
 import argparse
-import os
-import os.path as osp
 import sys
-import tarfile
 import time
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
-
-from hvp_mtl.datasets.tar_shards import build_tar_index  # noqa: E402
-
-
-def pack_folder(folder: str, shard_dir: str, shard_bytes: int):
-    """Write every file below ``folder`` into ``shard-%05d.tar`` files."""
-    os.makedirs(shard_dir, exist_ok=True)
-    files = sorted(osp.relpath(osp.join(d, n), folder)
-                   for d, _, names in os.walk(folder) for n in names)
-    shards, tar, size = [], None, 0
-    for name in files:
-        if tar is None or size >= shard_bytes:
-            if tar is not None:
-                tar.close()
-            shards.append(osp.join(shard_dir, f'shard-{len(shards):05d}.tar'))
-            tar, size = tarfile.open(shards[-1], 'w'), 0
-        tar.add(osp.join(folder, name), arcname=name.replace(os.sep, '/'))
-        size += osp.getsize(osp.join(folder, name)) + 512
-    if tar is not None:
-        tar.close()
-    return shards
+from hvp_mtl.datasets.tar_shard_packer import pack_folder
+from hvp_mtl.datasets.tar_shards import build_tar_index
 
 
 def parse_args(argv=None):

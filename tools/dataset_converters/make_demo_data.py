@@ -10,13 +10,9 @@ writes ``pretrain/`` (Tencent ML-Images format), ``cls/`` (ImageNet layout),
 byte-identical files.
 """
 import argparse
-import os.path as osp
-import sys
 import time
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
-
-from hvp_mtl.datasets.demo_world import make_demo_world  # noqa: E402
+from hvp_mtl.datasets.demo_world import make_demo_world
 
 
 def parse_args(argv=None):

@@ -7,7 +7,8 @@ backbone in timm's layout for ``swin_{tiny,small,base}_patch4_window7_224`` /
 ``vit_base_patch16_224`` (:mod:`hvp_mtl.apis.timm_export`). Both load with
 ``torch.load(weights_only=True)`` and print a report of the kept and dropped
 keys. ``--weights teacher`` (default) exports the EMA teacher, ``student`` the
-network that received the gradients (see the module docstrings).
+network that received the gradients (see the module docstrings). One entry point for the three
+formats: :func:`hvp_mtl.apis.checkpoint_export.export_checkpoint`.
 
 Usage::
 
@@ -19,10 +20,9 @@ Usage::
         work_dirs/mcl_r50/epoch_100.pth work_dirs/mcl_r50/detector.pth
 """
 import argparse
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
+from hvp_mtl.apis.checkpoint_export import EXPORT_FORMATS, export_checkpoint
 
 
 def parse_args(argv=None):
@@ -35,7 +35,7 @@ def parse_args(argv=None):
         '--weights', choices=['teacher', 'student'], default='teacher',
         help='export the EMA teacher (default, smoother) or the student backbone')
     parser.add_argument(
-        '--format', choices=['mmpretrain', 'timm', 'mmdet-mcl'], default='mmpretrain',
+        '--format', choices=EXPORT_FORMATS, default='mmpretrain',
         help='mmpretrain: {"state_dict": {"backbone.*": ...}} for mmpretrain / '
         'mmdet / mmseg configs (default); timm: the state dict of the matching '
         'timm model (create_model(NAME, num_classes=0)); mmdet-mcl: backbone, FPN '
@@ -43,22 +43,10 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def convert(src, dst, weights='teacher', fmt='mmpretrain', file=sys.stdout):
-    """Export ``src`` to ``dst``; returns what was written."""
-    if fmt == 'timm':
-        from hvp_mtl.apis.timm_export import export_timm
-        return export_timm(src, dst, weights, file=file)
-    if fmt == 'mmdet-mcl':
-        from hvp_mtl.apis.mcl_export import export_mcl_detector
-        return export_mcl_detector(src, dst, weights, file=file)
-    from hvp_mtl.apis.backbone_export import export_backbone
-    return export_backbone(src, dst, weights, file=file)
-
-
 def main(argv=None):
     args = parse_args(argv)
     try:
-        convert(args.src, args.dst, args.weights, args.format)
+        export_checkpoint(args.src, args.dst, args.weights, args.format)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f'error: {err}')
 

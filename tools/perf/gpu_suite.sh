@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command for a machine with one NVIDIA GPU and no network (docs/PERFORMANCE.md, "GPU suite"):
 #
-#   bash tools/benchmark/gpu_suite.sh [--device cpu] [--results DIR] [--no-compile] ...
+#   bash tools/perf/gpu_suite.sh [--device cpu] [--results DIR] [--no-compile] ...
 #
 # If PYTHON (default python3) cannot import mmpretrain, a venv with --system-site-packages (torch,
 # numpy, timm... of the machine) is created next to the repository and the wheels of
@@ -34,4 +34,4 @@ fi
 cd "$ROOT"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 "$PYTHON" -c 'import mmpretrain.models, hvp_mtl, mmcv; print("imports ok: mmcv", mmcv.__version__)'
-exec "$PYTHON" tools/benchmark/gpu_suite.py "$@"
+exec "$PYTHON" tools/perf/gpu_suite.py "$@"

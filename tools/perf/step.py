@@ -34,83 +34,29 @@ glibc-cached heap). ``persistent`` is parameters + buffers + optimizer state.
 
 Usage::
 
-    python tools/benchmark/step.py --backbone swin-t --batch 2 --device cpu
-    python tools/benchmark/step.py --backbone swin-b --batch 2 --iters 3 \\
+    python tools/perf/step.py --backbone swin-t --batch 2 --device cpu
+    python tools/perf/step.py --backbone swin-b --batch 2 --iters 3 \\
         --cases full no-distill no-mlc floor       # decoder share on CPU
-    python tools/benchmark/step.py --backbone swin-b --batch 16 \\
+    python tools/perf/step.py --backbone swin-b --batch 16 \\
         --device cuda --dtype bf16 [--compile]     # the paper's setting
 """
 import argparse
 import copy
 import json
 import sys
-import time
-from pathlib import Path
 
 import torch
 from mmengine.config import DictAction
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peak_memory import step_peak_bytes  # noqa: E402
-from step_cases import (CASES, PRESETS, build_case, load_config,  # noqa: E402
-                        make_batch)
-
-PAPER_IMAGES = 30 * 17.6e6  # 30 epochs over 17.6M Tencent ML-Images images
-PAPER_GPUS = 64
-
-
-def quantiles(values):
-    """(median, p10, p90) of a list (nearest rank)."""
-    ordered = sorted(values)
-
-    def at(q):
-        return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + .5))]
-
-    return at(.5), at(.1), at(.9)
-
-
-def time_interleaved(steps, iters, warmup, device, clock):
-    """Round-robin timing; returns {case: [seconds per round]}.
-
-    ``clock='cpu'`` measures the process CPU time (all threads), which a
-    shared machine's load barely changes when torch runs one thread.
-    """
-    sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
-    now = time.process_time if clock == 'cpu' else time.perf_counter
-    names = list(steps)
-    times = {name: [] for name in names}
-    for round_index in range(warmup + iters):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            sync()
-            start = now()
-            steps[name]()
-            sync()
-            if round_index >= warmup:
-                times[name].append(now() - start)
-        print(f'  round {round_index + 1}/{warmup + iters}: ' + ', '.join(
-            f'{n} {times[n][-1] * 1e3:.0f} ms' for n in names
-            if round_index >= warmup), file=sys.stderr, flush=True)
-    return times
-
-
-def paired(times, numerator, denominator, scale=1.):
-    """Per-round ratios ``scale * t_num / t_den`` -> (median, p10, p90)."""
-    ratios = [scale * a / b for a, b in zip(times[numerator], times[denominator])]
-    return quantiles(ratios)
-
+from hvp_mtl.perf.peak_memory import step_peak_bytes
+from hvp_mtl.perf.step_cases import CASES, PRESETS, build_case, load_config, make_batch
+from hvp_mtl.perf.timing import (PAPER_GPUS, PAPER_IMAGES, fmt, paired, quantiles,
+                                 time_interleaved)
 
 def share(times, with_task, without_task):
     """Per-round ``(t_with - t_without) / t_full`` -> (median, p10, p90)."""
     return quantiles([(a - b) / f for a, b, f in zip(
         times[with_task], times[without_task], times['full'])])
-
-
-def fmt(q, pct=False):
-    """``median [p10, p90]`` of a quantile triple."""
-    if pct:
-        return f'{q[0]:6.1%} [{q[1]:.1%}, {q[2]:.1%}]'
-    return f'{q[0]:5.3f} [{q[1]:.3f}, {q[2]:.3f}]'
 
 
 def report(args, built, times, peaks):

@@ -12,8 +12,8 @@ without a gradient.
 
 Usage::
 
-    python tools/benchmark/ddp_unused.py --backbone tiny --iters 20
-    python tools/benchmark/ddp_unused.py --backbone swin-t --size 64 --batch 2
+    python tools/perf/ddp_unused.py --backbone tiny --iters 20
+    python tools/perf/ddp_unused.py --backbone swin-t --size 64 --batch 2
 """
 import argparse
 import copy
@@ -24,9 +24,9 @@ import time
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-# siblings: the script's own folder is on sys.path when it is run
-from step import quantiles
-from step_cases import PRESETS, load_config, make_batch, optim_wrapper_cfg
+
+from hvp_mtl.perf.step_cases import PRESETS, load_config, make_batch, optim_wrapper_cfg
+from hvp_mtl.perf.timing import quantiles
 
 
 def _free_port() -> int:

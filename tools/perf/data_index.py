@@ -2,7 +2,7 @@
 
 Generates a realistic synthetic list (``--num-lines``, 11,166 classes, 8.72
 labels per line, ImageNet-id and Flickr-URL paths; see
-``synthetic_ml_images.py``) and reports side by side, in one run:
+:mod:`hvp_mtl.perf.synthetic_ml_images`) and reports side by side, in one run:
 
 - build: ours = ``build_ml_images_index`` (``--build-workers`` processes);
   theirs = converting the list to the OpenMMLab-2.0 JSON that
@@ -25,21 +25,17 @@ cores: build <= 60 s, open <= 1 s, <= 50 MB extra per worker.
 
 Example::
 
-    python tools/benchmark/data_index.py --num-lines 17609752 --work-dir /tmp/bench
+    python tools/perf/data_index.py --num-lines 17609752 --work-dir /tmp/bench
 """
 import argparse
 import json
-import multiprocessing
 import os
 import os.path as osp
 import shutil
-import sys
 import time
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-
-from synthetic_ml_images import write_synthetic_list  # noqa: E402
+from hvp_mtl.perf.process_rss import in_fresh_process
+from hvp_mtl.perf.synthetic_ml_images import write_synthetic_list
 
 NUM_CLASSES = 11166
 MB = 2**20
@@ -159,16 +155,6 @@ def measure_theirs(json_file: str, workers: int, samples: int, queue):
                    main_rss_delta=after['rss'] - before['rss'],
                    main_dirty_delta=after['private_dirty'] - before['private_dirty'],
                    **reads))
-
-
-def in_fresh_process(target, *args) -> dict:
-    context = multiprocessing.get_context('spawn')
-    queue = context.Queue()
-    process = context.Process(target=target, args=(*args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
 
 
 def list_to_openmmlab_json(list_file: str, json_file: str, num_lines: int):

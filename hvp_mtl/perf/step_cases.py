@@ -1,4 +1,4 @@
-"""The cases timed by ``tools/benchmark/step.py``: configs, batch, models.
+"""The cases timed by ``tools/perf/step.py``: configs, batch, models.
 
 Every case is built from the shipped pre-training config of the chosen
 backbone, with its real optim wrapper (``build_optim_wrapper``), and one step
@@ -16,11 +16,11 @@ from mmengine.logging import MessageHub, MMLogger
 from mmengine.model import BaseModel
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
+from mmpretrain.registry import MODELS, TRANSFORMS
+from mmpretrain.structures import DataSample
 
 import hvp_mtl  # noqa: F401  (registers the HVP-MTL modules)
 from hvp_mtl.models.algorithms.momentum_teacher import MomentumTeacher
-from mmpretrain.registry import MODELS, TRANSFORMS
-from mmpretrain.structures import DataSample
 
 ROOT = Path(__file__).resolve().parents[2]
 PRETRAIN = ROOT / 'configs' / 'pretrain'

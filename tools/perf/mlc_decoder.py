@@ -24,16 +24,15 @@ the step on GPU.
 
 Usage::
 
-    python tools/benchmark/mlc_decoder.py                 # CPU, batch 2
-    python tools/benchmark/mlc_decoder.py --device cuda --batch-size 16 --clock wall
-    python tools/benchmark/mlc_decoder.py --skip per_class  # skip slow rows
+    python tools/perf/mlc_decoder.py                 # CPU, batch 2
+    python tools/perf/mlc_decoder.py --device cuda --batch-size 16 --clock wall
+    python tools/perf/mlc_decoder.py --skip per_class  # skip slow rows
 """
 import argparse
 import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 NUM_CLASSES = 11166
 SWIN_TINY = dict(embed_dims=32, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
@@ -60,8 +59,7 @@ def run_case(case, batch, device, steps, threads, clock_name):
     """Time one case in this process; return a dict of measurements."""
     import torch
     import hvp_mtl  # noqa: F401  (registers the modules)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from peak_memory import step_peak_bytes
+    from hvp_mtl.perf.peak_memory import step_peak_bytes
     from mmpretrain.registry import MODELS
     from mmengine.registry import init_default_scope
     init_default_scope('mmpretrain')

@@ -8,8 +8,9 @@ mmengine's ``Runner`` gives every launch its own ``<work_dir>/<timestamp>/`` fol
 - ``tools/test.py``: ``<timestamp>/<timestamp>.json``, one JSON object with the test metrics;
 - the config as run: ``<work_dir>/<config name>.py``.
 
-The functions here only read; they are shared by ``tools/benchmark_tables.py``,
-``tools/analysis_tools/plot_loss_curves.py`` and ``tools/run_demo.py``.
+The functions here only read; they are shared by :mod:`hvp_mtl.apis.paper_tables`
+(``tools/benchmark_tables.py``), :mod:`hvp_mtl.apis.loss_curves`
+(``tools/analysis_tools/plot_loss_curves.py``) and the demo's tables.
 """
 import json
 import os.path as osp

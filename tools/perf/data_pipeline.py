@@ -14,8 +14,8 @@ next to it. A per-transform breakdown and the cost of ``default_collate``
 
 Usage::
 
-    python tools/benchmark/data_pipeline.py                      # 500 px, Swin-B
-    python tools/benchmark/data_pipeline.py --image-size 1024 --gpu-rate 250
+    python tools/perf/data_pipeline.py                      # 500 px, Swin-B
+    python tools/perf/data_pipeline.py --image-size 1024 --gpu-rate 250
 """
 import argparse
 import os.path as osp

@@ -2,13 +2,13 @@
 
 (a) Swin-B, 224 px, bf16 (``GuardedAmpOptimWrapper``, no loss scaler),
     batch 64: the full HVP-MTL step, its backbone floor and mmpretrain's
-    SimMIM step (``step_cases.py``), eager and with ``torch.compile``:
+    SimMIM step (:mod:`hvp_mtl.perf.step_cases`), eager and with ``torch.compile``:
     ms/step, images/s, peak memory, full/floor (paired per round);
 (b) which ``scaled_dot_product_attention`` kernels one full eager step ran
     (``torch.profiler`` op names; any math-kernel attention is flagged) and
     the q/k/v ranks of every SDPA call;
 (c) ``configs/pretrain/hvp_swin-b.py`` trained by the mmengine Runner on a
-    generated ML-Images-format set (``gpu_suite_training.py``): loss finite,
+    generated ML-Images-format set (:mod:`hvp_mtl.perf.gpu_suite_training`): loss finite,
     no skipped step, the EMA teacher moved;
 (d) the projected hours of the paper's run (30 epochs x 17.6M images on 64
     such GPUs) from (a) and (c).
@@ -28,11 +28,11 @@ import traceback
 from argparse import Namespace
 
 import torch
-# siblings: the script's own folder is on sys.path when it is run
-from gpu_suite_training import run_training
-from peak_memory import step_peak_bytes
-from step import PAPER_GPUS, PAPER_IMAGES, quantiles, time_interleaved
-from step_cases import TINY, build_case, load_config, make_batch
+
+from hvp_mtl.perf.gpu_suite_training import run_training
+from hvp_mtl.perf.peak_memory import step_peak_bytes
+from hvp_mtl.perf.step_cases import TINY, build_case, load_config, make_batch
+from hvp_mtl.perf.timing import PAPER_GPUS, PAPER_IMAGES, quantiles, time_interleaved
 
 STEP_CASES = ('full', 'floor', 'simmim')
 SDPA_OPS = {'aten::_scaled_dot_product_flash_attention': 'flash',

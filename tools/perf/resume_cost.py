@@ -7,7 +7,7 @@ project's loops) starts the epoch's index list at the saved position instead.
 This script measures both on a generated JPEG dataset, with the real data
 pipeline, and prints them side by side::
 
-    python tools/benchmark/resume_cost.py --iters 10000 --batch-size 2 \
+    python tools/perf/resume_cost.py --iters 10000 --batch-size 2 \
         --num-workers 2
 
 Both paths end with the first batch after the resume point in hand; the

@@ -1,4 +1,4 @@
-"""Part (c) of ``gpu_suite.py``: the real pre-training config on generated data.
+"""Part (c) of ``tools/perf/gpu_suite.py``: the real pre-training config on generated data.
 
 Writes an ML-Images-format set (``train.txt``, an 11,166-class
 ``dictionary_and_semantic_hierarchy.txt``, JPEGs under ``images/``), then
@@ -76,8 +76,9 @@ def run_training(work_dir: str, iters: int, num_images: int, size: int,
                  num_classes: int, num_workers: int, batch: int = None,
                  overrides: dict = None) -> dict:
     """Train the shipped Swin-B config for ``iters`` iterations; a summary dict."""
-    import hvp_mtl  # noqa: F401
     from mmengine.runner import Runner
+
+    import hvp_mtl  # noqa: F401
     data_root = osp.join(work_dir, 'ml_images')
     write_ml_images(data_root, num_images, size, num_classes)
     cfg = Config.fromfile(CONFIG)

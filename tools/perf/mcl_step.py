@@ -1,7 +1,7 @@
 """Cost of one MCL training step against a 2-view BYOL step on the same backbone.
 
 Both cases are timed interleaved round-robin in one process (the helpers of
-``tools/benchmark/step.py``), after warm-up:
+``tools/perf/step.py``), after warm-up:
 
 * ``mcl``  -- ``MCL.train_step`` of ``configs/pretrain/mcl_*.py``: 8 views of
   ``B`` images, the montage pyramid of both branches (``B + B/4 + B/16 +
@@ -18,9 +18,9 @@ memory, and the paired ratio ``mcl / byol`` per round (median [p10, p90]).
 
 Usage::
 
-    python tools/benchmark/mcl_step.py --backbone tiny --batch 8 --device cpu
-    python tools/benchmark/mcl_step.py --backbone r50 --batch 8 --iters 3
-    python tools/benchmark/mcl_step.py --backbone r50 --batch 128 --device cuda \\
+    python tools/perf/mcl_step.py --backbone tiny --batch 8 --device cpu
+    python tools/perf/mcl_step.py --backbone r50 --batch 8 --iters 3
+    python tools/perf/mcl_step.py --backbone r50 --batch 128 --device cuda \\
         --dtype fp16                                   # the paper's per-GPU batch
 """
 import argparse
@@ -33,11 +33,11 @@ from mmengine.config import Config
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
-from peak_memory import step_peak_bytes
-from step import fmt, paired, quantiles, time_interleaved
 
 import hvp_mtl  # noqa: F401  (registers MCL)
 from hvp_mtl.models.algorithms.montage import level_batch_sizes
+from hvp_mtl.perf.peak_memory import step_peak_bytes
+from hvp_mtl.perf.timing import fmt, paired, quantiles, time_interleaved
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 

@@ -22,7 +22,7 @@ the wall time of ``process`` over all batches plus ``evaluate`` on rank 0.
 
 Example::
 
-    python tools/benchmark/val_metric.py            # full size, 2 ranks
+    python tools/perf/val_metric.py            # full size, 2 ranks
 """
 import argparse
 import os
@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from process_rss import peak_rss_mb, reset_peak_rss
+from hvp_mtl.perf.process_rss import peak_rss_mb, reset_peak_rss
 
 NUM_IMAGES = 88_739
 NUM_CLASSES = 11_166

@@ -16,7 +16,7 @@ largest number of tar shards a worker had open (counted in
 
 Example::
 
-    python tools/benchmark/tar_shard_fds.py    # 2,000 shards, 4 workers, 256
+    python tools/perf/tar_shard_fds.py    # 2,000 shards, 4 workers, 256
 """
 import argparse
 import io

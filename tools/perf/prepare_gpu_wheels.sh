@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Download the wheels tools/benchmark/gpu_suite.sh installs on a GPU machine without network.
+# Download the wheels tools/perf/gpu_suite.sh installs on a GPU machine without network.
 #
-#   bash tools/benchmark/prepare_gpu_wheels.sh [DIR]      # default: ../hvp_mtl_wheels
+#   bash tools/perf/prepare_gpu_wheels.sh [DIR]      # default: ../hvp_mtl_wheels
 #
 # Run it on any machine with network; copy DIR next to the repository copy on the GPU machine.
 # The target has Python 3.12, torch, torchvision, numpy, pillow, pyyaml (timm/transformers) but

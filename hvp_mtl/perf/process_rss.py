@@ -3,10 +3,12 @@
 Linux only. The peak (``VmHWM``) is reset by writing ``5`` to
 ``/proc/self/clear_refs``, so a benchmark can measure the peak that one
 phase adds on top of what the process already held (imports, data), which
-``ru_maxrss`` (a peak over the whole life of the process) cannot.
+``ru_maxrss`` (a peak over the whole life of the process) cannot. A measurement that must not
+see what earlier ones left in the heap runs :func:`in_fresh_process`.
 """
+import multiprocessing
 
-__all__ = ['reset_peak_rss', 'rss_mb', 'peak_rss_mb']
+__all__ = ['reset_peak_rss', 'rss_mb', 'peak_rss_mb', 'in_fresh_process']
 
 
 def _status_kb(field: str) -> int:
@@ -32,3 +34,14 @@ def rss_mb() -> float:
 def peak_rss_mb() -> float:
     """Peak resident set size since the last :func:`reset_peak_rss` (MB)."""
     return _status_kb('VmHWM') / 1024
+
+
+def in_fresh_process(target, *args) -> dict:
+    """Run ``target(*args, queue)`` in a spawned process; return what it put on ``queue``."""
+    context = multiprocessing.get_context('spawn')
+    queue = context.Queue()
+    process = context.Process(target=target, args=(*args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result

@@ -18,14 +18,14 @@ epoch.
 
 Example::
 
-    python tools/benchmark/sampler_memory.py   # 17,609,752 samples, 8 ranks
+    python tools/perf/sampler_memory.py   # 17,609,752 samples, 8 ranks
 """
 import argparse
 import json
 import os
 import time
 
-from data_index import in_fresh_process
+from hvp_mtl.perf.process_rss import in_fresh_process
 
 NUM_SAMPLES = 17_609_752
 
@@ -72,7 +72,7 @@ def measure(case, size, world_size, queue):
     import torch
 
     from hvp_mtl.datasets.samplers import ResumableDefaultSampler
-    from process_rss import peak_rss_mb, reset_peak_rss
+    from hvp_mtl.perf.process_rss import peak_rss_mb, reset_peak_rss
     torch.set_num_threads(1)
     # rank 0 of world_size without a process group: the samplers read both
     # from mmengine's get_dist_info, as imported by their module

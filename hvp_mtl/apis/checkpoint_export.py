@@ -1,0 +1,47 @@
+"""One entry point for every export format of a pre-training checkpoint.
+
+The core of ``tools/model_converters/hvp_to_backbone.py``:
+
+- ``'mmpretrain'`` (default): ``{'state_dict': {'backbone.*': ...}, 'meta': ...}`` for mmpretrain /
+  mmdet / mmseg configs (:func:`hvp_mtl.apis.backbone_export.export_backbone`);
+- ``'timm'``: the same backbone in timm's layout
+  (:func:`hvp_mtl.apis.timm_export.export_timm`);
+- ``'mmdet-mcl'``: backbone, FPN and cell-head convs of an MCL checkpoint for a 4conv1fc mmdet
+  detector (:func:`hvp_mtl.apis.mcl_export.export_mcl_detector`).
+"""
+import sys
+
+__all__ = ['EXPORT_FORMATS', 'export_checkpoint']
+
+EXPORT_FORMATS = ('mmpretrain', 'timm', 'mmdet-mcl')
+
+
+def export_checkpoint(src, dst, weights='teacher', fmt='mmpretrain', file=None):
+    """Export ``src`` to ``dst`` in format ``fmt``; a report of the kept keys goes to ``file``.
+
+    Args:
+        src (str): Pre-training checkpoint (mmengine ``.pth``).
+        dst (str): Output checkpoint.
+        weights (str): ``'teacher'`` (EMA teacher) or ``'student'``.
+        fmt (str): One of :data:`EXPORT_FORMATS`.
+        file (io.TextIOBase, optional): Where the report is printed; default the current
+            ``sys.stdout`` (looked up at call time, so ``redirect_stdout`` captures it).
+
+    Returns:
+        What the format's exporter wrote.
+
+    Raises:
+        ValueError: An unknown format, or a checkpoint the exporter cannot read.
+        FileNotFoundError: ``src`` does not exist.
+    """
+    file = sys.stdout if file is None else file
+    if fmt == 'timm':
+        from .timm_export import export_timm
+        return export_timm(src, dst, weights, file=file)
+    if fmt == 'mmdet-mcl':
+        from .mcl_export import export_mcl_detector
+        return export_mcl_detector(src, dst, weights, file=file)
+    if fmt != 'mmpretrain':
+        raise ValueError(f'unknown export format {fmt!r}; choose from {EXPORT_FORMATS}')
+    from .backbone_export import export_backbone
+    return export_backbone(src, dst, weights, file=file)
