@@ -6,22 +6,24 @@ few methods on models and their parts. Each such name is a
 the ``runtime_checkable`` ones replace ``hasattr`` checks with
 ``isinstance``.
 
-=====================  ===========================  ==========================
-protocol               implemented by               called by
-=====================  ===========================  ==========================
-:class:`PretrainTask`  the task heads (mlc, swav,   ``HVPMTL.loss`` (its loop)
-                       mim, distill, montage)
-:class:`BatchExtender` ``MontageContrastiveHead``   ``HVPMTL.loss``
-:class:`AfterTrainStep` ``HVPMTL``, ``MCL``,        ``TeacherAndPrototypesHook``
-                       ``SwAVClusteringHead``,
-                       ``MomentumTeacher`` users
-:class:`TeacherShadowed` ``MontageContrastiveHead``  ``HVPMTL`` (EMA teacher)
-:class:`ChangedOutsideForward` ``MomentumTeacher``  the guard's step snapshot
-:class:`RankLocalState` ``SwAVClusteringHead``      the resume state (per rank)
-:class:`TeacherPredictor` ``HVPMTL``                 val loop, image tagger
-:class:`LayerDepth`    mmpretrain classifiers,      layer-decay constructor
-                       our backbones
-=====================  ===========================  ==========================
+* :class:`PretrainTask` (``task_loss``): the task heads (multi-label,
+  SwAV, MIM, distillation, montage); called by ``HVPMTL.loss``'s loop.
+* :class:`BatchExtender` (``extend_batch``): ``MontageContrastiveHead``;
+  called by ``HVPMTL.loss`` before the backbone pass.
+* :class:`AfterTrainStep` (``after_train_step``): ``HVPMTL``, ``MCL``,
+  ``SwAVClusteringHead``; called by ``TeacherAndPrototypesHook`` (the
+  model's calls its tasks').
+* :class:`TeacherShadowed` (``shadowed_modules``):
+  ``MontageContrastiveHead``; read by ``HVPMTL`` to build its EMA teacher.
+* :class:`ChangedOutsideForward` (``changed_outside_forward``):
+  ``MomentumTeacher``; read by the non-finite guard's step snapshot.
+* :class:`RankLocalState` (``rank_local_state`` /
+  ``load_rank_local_state``): ``SwAVClusteringHead``'s queue; saved and
+  restored per rank by the resume state.
+* :class:`TeacherPredictor` (``predict_with_teacher``): ``HVPMTL``; set by
+  ``MultiLabelValLoop`` and ``ImageTagger``.
+* :class:`LayerDepth` (``get_layer_depth``): mmpretrain classifiers and
+  backbones; read by the layer-decay optimizer constructor.
 """
 from dataclasses import dataclass, field
 from typing import (Any, Dict, List, Optional, Protocol, Sequence, Tuple,

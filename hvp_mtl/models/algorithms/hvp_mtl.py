@@ -8,7 +8,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from ..builder import build_module
-from ..protocols import BatchExtender, PretrainTask, TaskStep
+from ..protocols import (AfterTrainStep, BatchExtender, PretrainTask,
+                         TaskStep, TeacherShadowed)
 from .loss_weights import parse_loss_weights
 from .momentum_teacher import MomentumTeacher
 
@@ -140,7 +141,8 @@ class HVPMTL(BaseSelfSupervisor):
             raise ValueError('loss_weights.montage > 0 needs all four stages: '
                              'set backbone.out_indices=(0, 1, 2, 3) (a Swin)')
         self.teacher = None
-        if self.distill_head is not None or self.montage_head is not None:
+        if self.distill_head is not None or any(
+                isinstance(t, TeacherShadowed) for t in self.tasks.values()):
             self.teacher = MomentumTeacher(self._students(),
                                            momentum=teacher_momentum)
         self.predict_with_teacher = predict_with_teacher
@@ -152,12 +154,14 @@ class HVPMTL(BaseSelfSupervisor):
                 for name in self.task_names}
 
     def _students(self) -> dict:
-        """The modules the EMA teacher shadows (distillation, montage)."""
+        """The modules the EMA teacher shadows: the backbone, the decoder
+        for distillation, each :class:`TeacherShadowed` task's (montage)."""
         students = dict(backbone=self.backbone)
         if self.distill_head is not None:
             students['mlc_head'] = self.mlc_head
-        if self.montage_head is not None:
-            students.update(self.montage_head.shadowed_modules())
+        for task in self.tasks.values():
+            if isinstance(task, TeacherShadowed):
+                students.update(task.shadowed_modules())
         return students
 
     @torch.no_grad()
@@ -182,9 +186,8 @@ class HVPMTL(BaseSelfSupervisor):
                 by rounding (a resumed run must equal an uninterrupted one).
         """
         for task in self.tasks.values():
-            update = getattr(task, 'after_train_step', None)
-            if update is not None:
-                update(before_training=before_training)
+            if isinstance(task, AfterTrainStep):
+                task.after_train_step(before_training=before_training)
         if self.teacher is not None and not (before_training
                                              and self.teacher.initialized):
             self.teacher.update(self._students())
