@@ -26,7 +26,7 @@ def _model_and_batch(cfg, seed=0):
     set_random_seed(seed)  # torch, numpy and random: the batch's crops and mask too
     model = MODELS.build(cfg.model)
     model.init_weights()
-    model.update_teacher_and_prototypes(before_training=True)  # TeacherAndPrototypesHook's
+    model.after_train_step(before_training=True)  # TeacherAndPrototypesHook's
     loader = Runner.build_dataloader(cfg.train_dataloader, seed=seed)
     data = model.data_preprocessor(next(iter(loader)), True)
     return model, data
@@ -78,7 +78,7 @@ def test_teacher_changes_only_by_ema(trained):
     assert any(not torch.equal(student[n], before[n]) for n in student)  # the student stepped
     for name, buf in teacher.items():
         assert torch.equal(buf, old[name]), name
-    model.update_teacher_and_prototypes()  # ...then TeacherAndPrototypesHook's EMA step
+    model.after_train_step()  # ...then TeacherAndPrototypesHook's EMA step
     momentum = model.teacher.momentum
     averaged = [n for n in student if n.startswith(('backbone.', 'mlc_head.'))]
     assert averaged and set(averaged) <= set(teacher)  # same names under teacher.
@@ -172,7 +172,7 @@ def test_overfitting_one_batch_halves_the_loss(pretrain_root):
         total = _total(model(**data, mode='loss'))
         total.backward()
         optimizer.step()
-        model.update_teacher_and_prototypes()  # as TeacherAndPrototypesHook after a step
+        model.after_train_step()  # as TeacherAndPrototypesHook after a step
         totals.append(total.item())
     assert min(totals[-5:]) <= 0.5 * totals[0], totals
 

@@ -70,7 +70,7 @@ def _model_and_batch(cfg, seed=0):
     set_random_seed(seed)
     model = MODELS.build(cfg.model)
     model.init_weights()
-    model.update_teacher_and_prototypes(before_training=True)
+    model.after_train_step(before_training=True)
     loader = Runner.build_dataloader(cfg.train_dataloader, seed=seed)
     return model, model.data_preprocessor(next(iter(loader)), True)
 
@@ -137,7 +137,7 @@ def _gradient_share(tmp, pretrain_root, name, **distill):
         losses = model(**data, mode='loss')
         sum(v for k, v in losses.items() if k.startswith('loss')).backward()
         optimizer.step()
-        model.update_teacher_and_prototypes()
+        model.after_train_step()
     config, ckpt, out = tmp / f'{name}.py', tmp / f'{name}.pth', tmp / f'{name}.json'
     cfg.dump(str(config))
     torch.save({'state_dict': model.state_dict()}, ckpt)

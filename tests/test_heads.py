@@ -109,9 +109,9 @@ def test_swav_prototypes_unit_norm_and_frozen_then_trained():
         head.prototypes.weight.mul_(3.)
     optimizer = torch.optim.AdamW(head.parameters(), lr=0.1, weight_decay=0.05)
     feats = torch.randn(8, D0, 2, 2)  # 2 views x 4 images
+    head.after_train_step(before_training=True)  # TeacherAndPrototypesHook's before_train
     for step in range(4):
         optimizer.zero_grad()
-        head.normalize_prototypes()  # what TeacherAndPrototypesHook does after each step
         before = head.prototypes.weight.detach().clone()
         norms = before.norm(dim=1)
         torch.testing.assert_close(norms, torch.ones_like(norms))
@@ -129,13 +129,17 @@ def test_swav_prototypes_unit_norm_and_frozen_then_trained():
         optimizer.step()
         moved = not torch.allclose(head.prototypes.weight, before)
         assert moved != frozen  # the optimizer skips frozen prototypes
+        head.after_train_step()  # what TeacherAndPrototypesHook does after each step
     assert head.iteration.item() == 4
 
 
 def test_swav_state_restores_counter_and_queue():
     head = _swav(queue_length=8, freeze_prototypes_iters=3)
     feats = torch.randn(8, D0, 2, 2)
-    used = [head.loss(feats)[1]['queue_used'].item() for _ in range(3)]
+    used = []
+    for _ in range(3):
+        used.append(head.loss(feats)[1]['queue_used'].item())
+        head.after_train_step()  # the queue and the counter change after the step
     assert used == [0., 0., 1.]  # 4 embeddings per view and step: full after 2 steps
     embeddings = head(feats)
     torch.testing.assert_close(head.queue[0, :4], embeddings[:4])  # newest at the front

@@ -64,7 +64,7 @@ def test_teacher_fpn_and_cell_head_move_only_by_ema(trained):
     for name, buf in teacher.items():  # ...but changes no buffer, running statistics included
         assert torch.equal(buf, old[name]), name
     student = {k: p.detach() for k, p in model.named_parameters()}
-    model.update_teacher_and_prototypes()
+    model.after_train_step()
     m = model.teacher.momentum
     pairs = [(f'montage_{part}.{key}', f'montage_head.{part}.{key}')
              for part in ('neck', 'cell_head')

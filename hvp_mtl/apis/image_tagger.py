@@ -19,6 +19,7 @@ from mmpretrain.registry import TRANSFORMS
 from mmpretrain.structures import DataSample
 
 from hvp_mtl.datasets.ml_images_format import read_dictionary
+from hvp_mtl.models.protocols import TeacherPredictor
 
 __all__ = ['ImageTagger', 'default_test_pipeline']
 
@@ -67,7 +68,7 @@ class ImageTagger(BaseInferencer):
                  use_teacher: bool = False) -> None:
         super().__init__(model=config, pretrained=checkpoint, device=device)
         if use_teacher:
-            if not hasattr(self.model, 'predict_with_teacher'):
+            if not isinstance(self.model, TeacherPredictor):
                 raise AttributeError(f'{type(self.model).__name__} cannot '
                                      'predict with an EMA teacher')
             self.model.predict_with_teacher = True

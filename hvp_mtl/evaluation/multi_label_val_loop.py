@@ -25,6 +25,7 @@ from mmpretrain.registry import LOOPS
 from torch.utils.data import DataLoader, Subset
 
 from ..engine.runner.resume_state import preserved_rng_state
+from ..models.protocols import TeacherPredictor
 
 __all__ = ['MultiLabelValLoop', 'evenly_spaced_indices']
 
@@ -116,7 +117,7 @@ class MultiLabelValLoop(ValLoop):
         """Set the model's ``predict_with_teacher``; return the old value."""
         model = self.runner.model
         model = model.module if is_model_wrapper(model) else model
-        if not hasattr(model, 'predict_with_teacher'):
+        if not isinstance(model, TeacherPredictor):
             raise AttributeError(
                 f'{type(model).__name__} has no `predict_with_teacher`, so '
                 'MultiLabelValLoop(use_teacher=True) cannot select the EMA '

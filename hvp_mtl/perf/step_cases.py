@@ -234,7 +234,7 @@ def build_case(name: str, cfg: Config, batch: dict, args) -> Case:
     wrapper = build_optim_wrapper(model, optim_wrapper_cfg(cfg, args))
 
     # TeacherAndPrototypesHook's work: EMA teacher + prototypes after each step
-    after_step = getattr(model, 'update_teacher_and_prototypes', None)
+    after_step = getattr(model, 'after_train_step', None)
     if after_step is not None:
         after_step(before_training=True)
 

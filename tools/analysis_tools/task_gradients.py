@@ -54,7 +54,7 @@ def main():
     if args.checkpoint:
         load_checkpoint(model, args.checkpoint, map_location='cpu',
                         strict=True)
-    model.update_teacher_and_prototypes(before_training=True)
+    model.after_train_step(before_training=True)
     model.train()
     num_classes = model.mlc_head.num_classes if model.mlc_head else 0
     data, padded = first_batch(cfg, args.batch_size, num_classes)

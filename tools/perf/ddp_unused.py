@@ -53,7 +53,7 @@ def _worker(rank: int, world: int, port: int, args, queue) -> None:
     runs = {}
     for unused in (True, False):
         replica = copy.deepcopy(model)
-        replica.update_teacher_and_prototypes(before_training=True)
+        replica.after_train_step(before_training=True)
         ddp = MMDistributedDataParallel(
             module=replica, device_ids=None, broadcast_buffers=False,
             find_unused_parameters=unused)
@@ -61,7 +61,7 @@ def _worker(rank: int, world: int, port: int, args, queue) -> None:
 
         def step(ddp=ddp, wrapper=wrapper, replica=replica):
             ddp.train_step(batch, wrapper)
-            replica.update_teacher_and_prototypes()
+            replica.after_train_step()
 
         runs[f'find_unused_parameters={unused}'] = step
     names = list(runs)

@@ -88,7 +88,7 @@ def build_case(model_cfg: dict, cfg: Config, views: int, args):
                                       dtype=torch.uint8, generator=gen)
                         for _ in range(views)],
                 data_samples=[DataSample() for _ in range(args.batch)])
-    after_step = getattr(model, 'update_teacher_and_prototypes', None)
+    after_step = getattr(model, 'after_train_step', None)
     if after_step is not None:
         after_step(before_training=True)
 

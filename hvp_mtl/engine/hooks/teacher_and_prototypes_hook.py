@@ -1,4 +1,5 @@
-"""Runs HVP-MTL's after-step state updates: EMA teacher and SwAV prototypes."""
+"""The post-step hook: each model's ``after_train_step`` (EMA teacher, SwAV
+queue, counter and prototypes), outside ``forward``."""
 from contextlib import nullcontext
 
 from mmengine.hooks import Hook
@@ -6,28 +7,37 @@ from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
+from hvp_mtl.models.protocols import AfterTrainStep
+
 __all__ = ['TeacherAndPrototypesHook']
 
 
 @HOOKS.register_module()
 class TeacherAndPrototypesHook(Hook):
-    """Call ``model.update_teacher_and_prototypes`` after each optimizer step.
+    """Call ``model.after_train_step`` after each optimizer step taken.
 
-    The EMA teacher (eq. 5-6) must follow the student's weights *after* an
-    optimizer step, and SwAV's prototypes are re-normalised then. Neither
-    can happen inside ``forward`` under FSDP (there a parameter is a
-    temporary all-gathered copy), so both live here, as mmengine's
-    ``EMAHook`` keeps its average outside the model's forward:
+    What a step changes besides the optimizer's update happens here, never in
+    ``forward`` (:class:`~hvp_mtl.models.protocols.AfterTrainStep`): the EMA
+    teacher (eq. 5-6) follows the student's weights *after* the optimizer
+    step; SwAV's queue takes the step's embeddings, its iteration counter
+    advances and its prototypes are re-normalised; each task with an
+    ``after_train_step`` of its own is called by the model's. None of it can
+    happen inside ``forward`` under FSDP (there a parameter is a temporary
+    all-gathered copy), and a forward that changes nothing needs no undo
+    when a step is skipped; as mmengine's ``EMAHook`` keeps its average
+    outside the model's forward:
 
     * ``before_train``: refuses a DDP wrapper with ``broadcast_buffers=True``
-      (the teacher and each rank's SwAV queue are buffers); prototypes
-      normalised; the teacher copied from the
-      student unless it already holds weights (resume, ``load_from``).
+      (the teacher and each rank's SwAV queue are buffers); then
+      ``after_train_step(before_training=True)``: prototypes normalised and
+      the teacher copied from the student unless they already hold trained
+      values (resume, ``load_from``).
     * ``after_train_iter``: one update, only when the optimizer really
       stepped: not on gradient-accumulation iterations
       (``optim_wrapper.should_update()``) and not on steps the non-finite
       guard or the fp16 loss scaler skipped (``optim_wrapper.step_skipped``),
-      so a skipped step leaves the teacher exactly as it was.
+      so a skipped step leaves the teacher, the queue and the counter
+      exactly as they were.
 
     Under FSDP the update runs inside ``FSDP.summon_full_params(model,
     writeback=True)``: each rank gathers the full parameters once per step
@@ -36,9 +46,9 @@ class TeacherAndPrototypesHook(Hook):
     writes the normalised prototypes back to its shard.
 
     Its priority is ``ABOVE_NORMAL``: before the checkpoint hook
-    (``VERY_LOW``), so a checkpoint holds the teacher of its own iteration
+    (``VERY_LOW``), so a checkpoint holds the state of its own iteration
     and a resumed run is identical to an uninterrupted one. Models without
-    ``update_teacher_and_prototypes`` are left alone.
+    ``after_train_step`` are left alone.
     """
 
     priority = 'ABOVE_NORMAL'
@@ -65,11 +75,11 @@ class TeacherAndPrototypesHook(Hook):
     @staticmethod
     def _update(runner, before_training: bool) -> None:
         model = runner.model
-        inner = model.module if is_model_wrapper(model) else model
-        update = getattr(inner, 'update_teacher_and_prototypes', None)
-        if update is None:
+        inner: AfterTrainStep = (model.module if is_model_wrapper(model)
+                                 else model)
+        if not isinstance(inner, AfterTrainStep):
             return
         full = (FSDP.summon_full_params(model, writeback=True)
                 if isinstance(model, FSDP) else nullcontext())
         with full:
-            update(before_training=before_training)
+            inner.after_train_step(before_training=before_training)

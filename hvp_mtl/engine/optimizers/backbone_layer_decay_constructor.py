@@ -41,6 +41,8 @@ from mmpretrain.engine.optimizers import \
     LearningRateDecayOptimWrapperConstructor
 from mmpretrain.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
+from hvp_mtl.models.protocols import LayerDepth
+
 __all__ = ['BackboneLayerDecayOptimWrapperConstructor', 'backbone_layer_depth_fn']
 
 
@@ -59,10 +61,10 @@ def backbone_layer_depth_fn(model: nn.Module, backbone_attr: str = 'backbone') -
     Raises:
         NotImplementedError: the backbone has no ``get_layer_depth``.
     """
-    if hasattr(model, 'get_layer_depth'):
+    if isinstance(model, LayerDepth):
         return model.get_layer_depth
     backbone = getattr(model, backbone_attr, None)
-    if backbone is None or not hasattr(backbone, 'get_layer_depth'):
+    if not isinstance(backbone, LayerDepth):
         raise NotImplementedError(
             f'Layer-wise lr decay needs `{backbone_attr}.get_layer_depth` on '
             f'{type(model).__name__} (backbone: '

@@ -25,10 +25,10 @@ class GuardedOptimWrapper(NonFiniteGuardMixin, OptimWrapper):
     Args:
         max_consecutive_nonfinite (int): stop after this many skipped steps
             in a row. Defaults to 10.
-        restore_model_state (bool): restore buffers, non-optimized
-            parameters (EMA teacher) and parameters changed inside
-            ``forward`` (normalised prototypes) of a skipped step. Defaults
-            to True.
+        restore_model_state (bool): restore the buffers (BatchNorm
+            statistics; not the EMA teacher's, which only the post-step hook
+            changes) and the non-optimized parameters of a skipped step to
+            their values before its forward. Defaults to True.
         **kwargs: ``OptimWrapper`` arguments (``optimizer``, ``clip_grad``,
             ``accumulative_counts``).
     """

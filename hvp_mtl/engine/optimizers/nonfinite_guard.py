@@ -12,14 +12,13 @@ steps. A skipped step
 
 * does not call ``optimizer.step()`` (parameters and optimizer moments are
   unchanged) and zeroes the gradients;
-* restores every buffer, every parameter the optimizer does not own, and
-  every optimized parameter a model changes itself in ``forward``, to its
-  value before the forward pass (``restore_model_state=True``): the SwAV
-  queue and prototype-freeze counter are left exactly as they were;
+* restores every buffer (BatchNorm statistics) and every parameter the
+  optimizer does not own to its value before the forward pass
+  (``restore_model_state=True``); ``forward`` changes nothing else;
 * sets ``optim_wrapper.step_skipped = True`` and the message-hub info
   ``'nonfinite_step_skipped'``, so code that runs after ``update_params``
-  skips itself too: ``TeacherAndPrototypesHook`` leaves the EMA teacher
-  and the prototypes untouched;
+  skips itself too: ``TeacherAndPrototypesHook`` leaves the EMA teacher,
+  the SwAV queue, its counter and the prototypes untouched;
 * is logged (warning) and counted (``train/nonfinite_skips`` in the log).
 
 After ``max_consecutive_nonfinite`` skipped steps in a row the run stops with
@@ -244,7 +243,6 @@ class NonFiniteGuardMixin(StepSnapshotMixin):
         self.backward(loss)
         if not self.should_update():
             return
-        self._learn_forward_mutations()
         self._guarded_step(loss, step_kwargs)
         self.zero_grad(**zero_kwargs)
 

@@ -1,10 +1,11 @@
-"""What a skipped optimizer step must put back: the model state of ``forward``.
+"""What a skipped optimizer step must put back: the state ``forward`` changed.
 
-A step the non-finite guard skips must leave the model as it was before the
-forward pass: buffers (SwAV queue and counters, BatchNorm statistics),
-parameters the optimizer does not own, and optimized parameters a model
-changes in ``forward`` itself. :class:`StepSnapshotMixin` copies exactly those
-before ``forward`` and restores them on a skip (used by
+``forward`` changes no parameter and none of this project's training state
+(the EMA teacher, the SwAV queue and counter change after the step, in
+``TeacherAndPrototypesHook``, which a skipped step skips). What it can still
+change is buffers of other modules (BatchNorm running statistics) and
+parameters the optimizer does not own. :class:`StepSnapshotMixin` copies
+exactly those before ``forward`` and restores them on a skip (used by
 :class:`~.nonfinite_guard.NonFiniteGuardMixin`).
 """
 from collections import OrderedDict
@@ -12,6 +13,8 @@ from typing import Dict, Optional
 
 import torch
 from mmengine.model import is_model_wrapper
+
+from hvp_mtl.models.protocols import ChangedOutsideForward
 
 __all__ = ['StepSnapshotMixin']
 
@@ -26,8 +29,6 @@ class StepSnapshotMixin:
     def _init_snapshot(self) -> None:
         self._snapshot: Optional[Dict[str, torch.Tensor]] = None
         self._snapshot_model = None
-        self._versions: Dict[str, int] = {}
-        self._forward_mutated: Optional[set] = None
 
     def _owned_ids(self) -> set:
         return {
@@ -38,36 +39,33 @@ class StepSnapshotMixin:
     def _snapshot_names(self, model) -> set:
         """What a skipped step must restore.
 
-        Buffers (not those of modules marked ``changed_outside_forward``),
-        parameters this optimizer does not update (frozen ones),
-        and optimized parameters the model itself changes in ``forward``
-        (e.g. a weight normalised in place there). The latter are found
-        by their tensor version counters; until the first step has shown
-        which they are, every parameter is snapshotted.
+        Buffers (not those of modules that are
+        :class:`~hvp_mtl.models.protocols.ChangedOutsideForward`) and the
+        parameters this optimizer does not update (frozen ones). The
+        optimized parameters are not copied: the optimizer is what changes
+        them, and a skipped step does not call it.
         """
         owned = self._owned_ids()
         outside = self._changed_outside_forward(model)
         names = {name for name, _ in model.named_buffers()
                  if not name.startswith(outside)}
-        for name, param in model.named_parameters():
-            if (id(param) not in owned or not param.requires_grad
-                    or self._forward_mutated is None
-                    or name in self._forward_mutated):
-                names.add(name)
+        names.update(name for name, param in model.named_parameters()
+                     if id(param) not in owned or not param.requires_grad)
         return names
 
     @staticmethod
     def _changed_outside_forward(model) -> tuple:
         """Name prefixes of modules whose state only changes after the step.
 
-        A module with ``changed_outside_forward = True`` (the EMA teacher,
-        updated by ``TeacherAndPrototypesHook``, which a skipped step skips)
-        is left out of the snapshot: copying it every step would cost a full
-        copy of the teacher in memory and time for nothing.
+        A :class:`~hvp_mtl.models.protocols.ChangedOutsideForward` module
+        (the EMA teacher, updated by ``TeacherAndPrototypesHook``, which a
+        skipped step skips) is left out of the snapshot: copying it every
+        step would cost a full copy of the teacher in memory and time for
+        nothing.
         """
         return tuple(f'{name}.' for name, module in model.named_modules()
-                     if name and getattr(module, 'changed_outside_forward',
-                                         False))
+                     if name and isinstance(module, ChangedOutsideForward)
+                     and module.changed_outside_forward)
 
     def _snapshot_before_forward(self, model) -> None:
         """Copy what a skipped step must restore (see ``_snapshot_names``)."""
@@ -82,28 +80,6 @@ class StepSnapshotMixin:
                 (name, tensor.detach().clone())
                 for name, tensor in self._named_tensors(module)
                 if name in names)
-            owned = self._owned_ids()
-            self._versions = {
-                name: param._version
-                for name, param in module.named_parameters()
-                if id(param) in owned
-            }
-
-    def _learn_forward_mutations(self) -> None:
-        """Record optimized parameters that changed before the step."""
-        if self._snapshot is None:
-            return
-        first = self._forward_mutated is None
-        mutated = set()
-        for name, param in self._snapshot_model.named_parameters():
-            if name not in self._versions:
-                continue
-            if param._version != self._versions[name]:
-                mutated.add(name)
-            elif first and not torch.equal(param.detach(),
-                                           self._snapshot[name]):
-                mutated.add(name)  # changed through ``.data``: no version
-        self._forward_mutated = (self._forward_mutated or set()) | mutated
 
     @staticmethod
     def _named_tensors(module):
@@ -113,9 +89,10 @@ class StepSnapshotMixin:
     def _restore_untracked_state(self) -> None:
         """Copy the snapshot back, then let modules drop host-side caches.
 
-        Modules of this project that mirror buffers on the host (cached step
-        counters) reset the mirror in ``_load_from_state_dict``; it is called
-        on them with an empty state dict, as a load would.
+        Modules of this project that keep host-side state (cached step
+        counters, the SwAV head's embeddings kept for the post-step hook)
+        reset it in ``_load_from_state_dict``; it is called on them with an
+        empty state dict, as a load would.
         """
         if self._snapshot is None:
             return

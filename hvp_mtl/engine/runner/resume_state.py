@@ -31,6 +31,8 @@ import torch
 from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.model import is_model_wrapper
 
+from hvp_mtl.models.protocols import RankLocalState
+
 __all__ = [
     'capture_rng_state', 'restore_rng_state', 'preserved_rng_state',
     'collect_resume_state', 'RESUME_STATE_KEY', 'GATHER_EVENT',
@@ -109,13 +111,13 @@ def dataloader_batch_size(dataloader) -> int:
     return int(getattr(batch_sampler, 'batch_size', 1))
 
 
-def _stateful_modules(model):
+def _stateful_modules(model) -> Dict[str, RankLocalState]:
     """``{name: module}`` of modules with per-process state (FSDP-safe names)."""
     module = model.module if is_model_wrapper(model) else model
     return {
         name.replace('_fsdp_wrapped_module.', ''): sub
         for name, sub in module.named_modules()
-        if callable(getattr(sub, 'rank_local_state', None))
+        if isinstance(sub, RankLocalState)
     }
 
 

@@ -1,18 +1,23 @@
-"""HVP-MTL: four pre-training objectives on one backbone, eq. (7)."""
+"""HVP-MTL: pre-training tasks on one backbone, a weighted sum, eq. (7)."""
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
-from ..builder import build_module
 from mmpretrain.structures import DataSample
 
+from ..builder import build_module
+from ..protocols import (AfterTrainStep, BatchExtender, PretrainTask,
+                         TaskStep, TeacherShadowed)
 from .loss_weights import parse_loss_weights
 from .momentum_teacher import MomentumTeacher
 
 __all__ = ['HVPMTL']
 
+#: the built-in tasks in the order they run (distillation reads the
+#: multi-label decoder's tokens); ``extra_tasks`` run after them
+TASKS = ('mim', 'swav', 'mlc', 'distill', 'montage')
 
 
 @MODELS.register_module()
@@ -21,36 +26,38 @@ class HVPMTL(BaseSelfSupervisor):
 
     Eq. (7): ``L = a1 L_mcls + a2 L_cl + a3 L_mim + a4 L_mom`` with
     ``loss_weights = dict(mlc=a1, swav=a2, mim=a3, distill=a4)`` (paper:
-    0.001, 0.02, 1.0, 10.0). A task whose weight is 0 is not built and costs
-    nothing (Table 5 ablations); distillation needs the multi-label decoder.
-    A fifth task, ``montage`` (default 0), adds MCL's montage contrast
-    (:class:`MontageContrastiveHead`; its montages join the backbone batch,
-    it reads all four stages, the other tasks the last one; docs/MCL.md).
+    0.001, 0.02, 1.0, 10.0). Each task is one module, ``{task}_head``, with
+    one contract (:class:`~hvp_mtl.models.protocols.PretrainTask`):
+    ``task_loss(step) -> (loss, logs)`` on the :class:`TaskStep` that
+    :meth:`loss` fills once per step. A task whose weight is 0 is not built
+    and costs nothing (Table 5 ablations); distillation needs the
+    multi-label decoder. A fifth task, ``montage`` (default 0), adds MCL's
+    montage contrast (:class:`MontageContrastiveHead`; its montages join the
+    backbone batch, it reads all four stages, the other tasks the last one;
+    docs/MCL.md). More tasks: ``extra_tasks`` (docs/ARCHITECTURE.md).
 
     Data flow of one step (``inputs`` = two augmented views, ``mask``
     applies to view 0)::
 
-        [view0 (masked) ; view1] --one student backbone pass, batch 2B-->
-            F [2B, d0, h, w] (last stage)
-            F[:B] -> MIM decoder -> L1 on masked pixels of view0   (eq. 4)
-            F     -> SwAV head: view0 vs view1 swapped codes       (eq. 2-3)
-            F     -> multi-label decoder, gt_score of both views   (eq. 1)
-                     (``mlc_views='unmasked'``: F[B:] only)
-                     output tokens h of view1 -> S(h, Q0)           (eq. 5)
-        view1 (clean) --EMA teacher (no_grad, eval)--> h' -> S(h', Q0)
-        symmetric KL(S(h, Q0) / T, S(h', Q0) / T)                   (eq. 6)
+        [view0 (masked) ; view1 ; extra rows] --one student pass, batch 2B+-->
+            F [2B, d0, h, w] (last stage of the two views)
+            mim:     F[:B] -> MIM decoder -> L1 on masked pixels   (eq. 4)
+            swav:    F -> view0 vs view1 swapped codes             (eq. 2-3)
+            mlc:     F -> multi-label decoder, gt_score of both    (eq. 1)
+                     views (``mlc_views='unmasked'``: F[B:] only);
+                     view-1 tokens h -> ``step.shared``
+            distill: symmetric KL(S(h, Q0) / T, S(h', Q0) / T)     (eq. 5-6)
+                     h' = teacher decoder of the teacher's view1 features
+            montage: MCL's multi-level contrast of the montage rows
+        loss_{task} = weight * task loss, summed by mmengine
 
-    ``S`` compares each class's label embedding with the decoder token that
-    scores it (``MultiLabelDecoderHead.similarity``); ``T`` is the
-    ``distill_loss`` temperature (0.07, ALBEF's).
-
-    The two views share one backbone call; rows of view 1 get an all-zero
-    mask, which leaves them exactly unmasked. ``forward`` changes no weight:
-    the EMA teacher step and the SwAV prototype normalisation happen in
-    :meth:`update_teacher_and_prototypes`, after every optimizer step that
-    was taken (``TeacherAndPrototypesHook``, in every pre-training config's
-    ``default_hooks``), which also makes them work under FSDP. See
-    docs/method.md.
+    The two views share one backbone call; rows after view 0 get an
+    all-zero mask, which leaves them exactly unmasked. ``forward`` changes
+    no state at all: the EMA teacher step, the SwAV queue, counter and
+    prototype normalisation happen in :meth:`after_train_step`, after every
+    optimizer step that was taken (``TeacherAndPrototypesHook``, in every
+    pre-training config's ``default_hooks``), which also makes them work
+    under FSDP. See docs/method.md.
 
     Args:
         backbone (dict): ``MaskedSwinTransformer`` / ``MaskedViT`` config
@@ -60,8 +67,12 @@ class HVPMTL(BaseSelfSupervisor):
         mim_head (dict, optional): ``MIMLinearDecoderHead`` config.
         montage_head (dict, optional): ``MontageContrastiveHead`` config;
             needs ``backbone.out_indices=(0, 1, 2, 3)``.
+        extra_tasks (dict, optional): ``{name: head config}`` of further
+            tasks (any module with ``task_loss``), built as ``{name}_head``
+            with weight ``loss_weights[name]`` (default 1.0).
         loss_weights (dict): Task weights, missing keys take the paper's.
-        distill_loss (dict): Eq. (6) loss config.
+        distill_loss (dict): Eq. (6) loss config
+            (:class:`MomentumDistillationHead`'s ``loss``).
         teacher_momentum (float): EMA momentum. Defaults to 0.995.
         predict_with_teacher (bool): :meth:`predict` uses the teacher.
         mlc_views (str): Rows the multi-label decoder and eq. (1) see:
@@ -80,6 +91,7 @@ class HVPMTL(BaseSelfSupervisor):
                  swav_head: Optional[dict] = None,
                  mim_head: Optional[dict] = None,
                  montage_head: Optional[dict] = None,
+                 extra_tasks: Optional[Dict[str, dict]] = None,
                  loss_weights: Optional[dict] = None,
                  distill_loss: dict = dict(
                      type='SymmetricKLDistillationLoss', temperature=0.07),
@@ -89,15 +101,27 @@ class HVPMTL(BaseSelfSupervisor):
                  data_preprocessor: Optional[dict] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        weights = parse_loss_weights(loss_weights)
+        extra_tasks = dict(extra_tasks or {})
+        weights = parse_loss_weights(loss_weights, extra=tuple(extra_tasks))
+        if mlc_views not in ('both', 'unmasked') or mlc_head and (
+                mlc_head.get('views', mlc_views) != mlc_views):
+            raise ValueError("mlc_views must be 'both' or 'unmasked' (and "
+                             f'mlc_head.views, if set, the same), got '
+                             f'{mlc_views!r}')
         super().__init__(
             backbone=backbone,
             data_preprocessor=data_preprocessor,
             pretrained=pretrained,
             init_cfg=init_cfg)
         self.loss_weights = weights
-        heads = dict(mlc=mlc_head, swav=swav_head, mim=mim_head,
-                     montage=montage_head)
+        self.mlc_views = mlc_views
+        heads = dict(mlc=mlc_head and dict(mlc_head, views=mlc_views),
+                     swav=swav_head, mim=mim_head,
+                     distill=dict(type='MomentumDistillationHead',
+                                  loss=distill_loss),
+                     montage=montage_head, **extra_tasks)
+        self.task_names = tuple(
+            name for name in TASKS + tuple(extra_tasks) if weights[name] > 0)
         for task, cfg in heads.items():
             module = None
             if weights[task] > 0:
@@ -116,34 +140,38 @@ class HVPMTL(BaseSelfSupervisor):
                 self.backbone, 'out_indices', ())) != (0, 1, 2, 3):
             raise ValueError('loss_weights.montage > 0 needs all four stages: '
                              'set backbone.out_indices=(0, 1, 2, 3) (a Swin)')
-        self.teacher, self.distill_loss = None, None
-        if weights['distill'] > 0 or self.montage_head is not None:
+        self.teacher = None
+        if self.distill_head is not None or any(
+                isinstance(t, TeacherShadowed) for t in self.tasks.values()):
             self.teacher = MomentumTeacher(self._students(),
                                            momentum=teacher_momentum)
-        if weights['distill'] > 0:
-            self.distill_loss = build_module(distill_loss)
         self.predict_with_teacher = predict_with_teacher
-        if mlc_views not in ('both', 'unmasked'):
-            raise ValueError("mlc_views must be 'both' or 'unmasked', got "
-                             f'{mlc_views!r}')
-        self.mlc_views = mlc_views
+
+    @property
+    def tasks(self) -> Dict[str, PretrainTask]:
+        """The enabled tasks, ``{name: module}``, in the order they run."""
+        return {name: getattr(self, f'{name}_head')
+                for name in self.task_names}
 
     def _students(self) -> dict:
-        """The modules the EMA teacher shadows (distillation, montage)."""
+        """The modules the EMA teacher shadows: the backbone, the decoder
+        for distillation, each :class:`TeacherShadowed` task's (montage)."""
         students = dict(backbone=self.backbone)
-        if self.loss_weights['distill'] > 0:
+        if self.distill_head is not None:
             students['mlc_head'] = self.mlc_head
-        if self.montage_head is not None:
-            students.update(self.montage_head.shadowed_modules())
+        for task in self.tasks.values():
+            if isinstance(task, TeacherShadowed):
+                students.update(task.shadowed_modules())
         return students
 
     @torch.no_grad()
-    def update_teacher_and_prototypes(self, before_training: bool = False
-                                      ) -> None:
+    def after_train_step(self, before_training: bool = False) -> None:
         """The state updates that follow an optimizer step (outside forward).
 
-        * SwAV: prototypes L2-normalised in place (official SwAV does it at
-          the start of every iteration: the same sequence);
+        * every task's own ``after_train_step`` (SwAV: the step's embeddings
+          into the queue, the iteration counter, prototypes L2-normalised in
+          place; official SwAV normalises at the start of every iteration:
+          the same sequence);
         * eq. (5)-(6) teacher: one EMA step ``t = m t + (1 - m) s`` from the
           student's backbone and decoder (the first call copies them).
 
@@ -157,22 +185,12 @@ class HVPMTL(BaseSelfSupervisor):
                 right, and a re-normalisation would change the prototypes
                 by rounding (a resumed run must equal an uninterrupted one).
         """
-        if self.swav_head is not None and not (
-                before_training and self.swav_head.trained_steps > 0):
-            self.swav_head.normalize_prototypes()
+        for task in self.tasks.values():
+            if isinstance(task, AfterTrainStep):
+                task.after_train_step(before_training=before_training)
         if self.teacher is not None and not (before_training
                                              and self.teacher.initialized):
             self.teacher.update(self._students())
-
-    @staticmethod
-    def _stack(data_samples: List[DataSample], field: str,
-               producer: str) -> torch.Tensor:
-        """Stack one field of every data sample, or say what is missing."""
-        missing = [i for i, s in enumerate(data_samples) if field not in s]
-        if missing:
-            raise KeyError(f'HVPMTL needs data_sample.{field} ({producer}); '
-                           f'missing in samples {missing[:5]} of the batch')
-        return torch.stack([s.get(field) for s in data_samples])
 
     def forward(self,
                 inputs: Union[torch.Tensor, List[torch.Tensor]],
@@ -199,73 +217,20 @@ class HVPMTL(BaseSelfSupervisor):
                 multi-label targets) and ``mask`` ``[S/p, S/p]`` for view 0.
 
         Returns:
-            dict[str, torch.Tensor]: ``loss_{mlc,swav,mim,distill,montage}``
-            and non-loss logs: ``{task}_unweighted``, ``mlc_top1_hit``,
-            ``mlc_map_proxy``, ``swav_cluster_usage``,
+            dict[str, torch.Tensor]: ``loss_{task}`` (weighted) and non-loss
+            logs: ``{task}_unweighted``, each task's logs as ``{task}_{key}``
+            (``mlc_top1_hit``, ``mlc_map_proxy``, ``swav_cluster_usage``,
             ``swav_prototypes_frozen``, ``swav_queue_used``,
-            ``teacher_momentum``.
+            ``montage_level_{i}``) and ``teacher_momentum``.
         """
-        if not isinstance(inputs, Sequence) or len(inputs) != 2:
-            raise ValueError('HVPMTL.loss expects a list of 2 views, got '
-                             f'{type(inputs).__name__} of '
-                             f'{len(inputs) if isinstance(inputs, Sequence) else "?"}')
-        view0, view1 = inputs
-        batch = view0.shape[0]
-        if self.teacher is not None and not self.teacher.initialized:
-            raise RuntimeError(
-                'the EMA teacher was never initialised from the student: '
-                "keep default_hooks.teacher_and_prototypes=dict(type="
-                "'TeacherAndPrototypesHook') in the config (every "
-                'configs/pretrain config has it), or, outside a Runner, call '
-                'model.update_teacher_and_prototypes() before the first step '
-                'and after every optimizer step')
-
-        images = torch.cat([view0, view1])
-        if self.montage_head is not None:  # rows B..: view1, then montages
-            pyramid, labels, counts = self.montage_head.build_images(view1)
-            images = torch.cat([view0, pyramid])
-        mask = None
-        if self.mim_head is not None:
-            mask0 = self._stack(data_samples, 'mask',
-                                'MultiViewWithMask with a mask_generator')
-            mask = torch.cat([mask0, mask0.new_zeros(
-                (images.shape[0] - batch, *mask0.shape[1:]))])
-        stages = self.backbone(images, mask)
-        feats = stages[-1][:2 * batch]
-        teacher_stages = None
-        if self.teacher is not None:
-            with torch.no_grad():
-                teacher_stages = self.teacher.backbone(view1)
-
+        step = self._step(inputs, data_samples)
         raw, logs = {}, {}
-        if self.mim_head is not None:
-            raw['mim'] = self.mim_head.loss(feats[:batch], view0, mask0)
-        if self.swav_head is not None:
-            raw['swav'], diagnostics = self.swav_head.loss(feats)
-            logs.update({f'swav_{k}': v for k, v in diagnostics.items()})
-        if self.mlc_head is not None:
-            targets = self._stack(data_samples, 'gt_score',
-                                  'soft targets of TencentMLImages').float()
-            both = self.mlc_views == 'both'
-            tokens = self.mlc_head.decode(feats if both else feats[batch:])
-            logits = self.mlc_head.classify(tokens)
-            raw['mlc'] = self.mlc_head.loss(
-                logits, torch.cat([targets, targets]) if both else targets)
-            if both:  # view-1 rows: diagnostics and distillation
-                logits, tokens = logits[batch:], tokens[batch:]
-            diagnostics = self.mlc_head.diagnostics(logits.detach(), targets)
-            logs.update({f'mlc_{k}': v for k, v in diagnostics.items()})
-        if self.distill_loss is not None:
-            raw['distill'] = self._distill(tokens, teacher_stages)
-        if self.montage_head is not None:
-            raw['montage'], levels = self.montage_head.loss(
-                [s[batch:] for s in stages], counts, labels, self.teacher,
-                teacher_stages)
-            logs.update({f'montage_{k}': v for k, v in levels.items()})
+        for name, task in self.tasks.items():
+            raw[name], task_logs = task.task_loss(step)
+            logs.update({f'{name}_{k}': v for k, v in task_logs.items()})
         if self.teacher is not None:
-            logs['teacher_momentum'] = feats.new_full(
+            logs['teacher_momentum'] = step.feats.new_full(
                 (), self.teacher.momentum, dtype=torch.float32)
-
         losses = {f'loss_{task}': self.loss_weights[task] * value
                   for task, value in raw.items()}
         losses.update({f'{task}_unweighted': value.detach()
@@ -273,27 +238,40 @@ class HVPMTL(BaseSelfSupervisor):
         losses.update(logs)
         return losses
 
-    def _distill(self, student_tokens: torch.Tensor,
-                 teacher_stages: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Eq. (6) between the student's and the teacher's ``S(., Q0)``.
-
-        Args:
-            student_tokens (torch.Tensor): Decoder tokens of the clean view,
-                ``[B, K|C, d]``.
-            teacher_stages (Sequence[torch.Tensor]): The teacher backbone's
-                outputs for the unmasked view (no mask, no grad).
-
-        Both similarities use the student's label embeddings ``Q0`` (eq. 5
-        writes one ``Q0`` for both sides; the teacher side is detached).
-        """
-        label_embeddings = self.mlc_head.class_embeddings()
-        with torch.no_grad():
-            teacher_tokens = self.teacher.mlc_head.decode(teacher_stages)
-            teacher_sim = self.mlc_head.label_similarity(
-                teacher_tokens, label_embeddings.detach())
-        student_sim = self.mlc_head.label_similarity(student_tokens,
-                                                     label_embeddings)
-        return self.distill_loss(student_sim, teacher_sim)
+    def _step(self, inputs: List[torch.Tensor],
+              data_samples: List[DataSample]) -> TaskStep:
+        """One student backbone pass (and the teacher's) for every task."""
+        if not isinstance(inputs, Sequence) or len(inputs) != 2:
+            raise ValueError('HVPMTL.loss expects a list of 2 views, got '
+                             f'{type(inputs).__name__} of '
+                             f'{len(inputs) if isinstance(inputs, Sequence) else "?"}')
+        if self.teacher is not None and not self.teacher.initialized:
+            raise RuntimeError(
+                'the EMA teacher was never initialised from the student: '
+                "keep default_hooks.teacher_and_prototypes=dict(type="
+                "'TeacherAndPrototypesHook') in the config (every "
+                'configs/pretrain config has it), or, outside a Runner, call '
+                'model.after_train_step() before the first step and after '
+                'every optimizer step')
+        step = TaskStep(view0=inputs[0], view1=inputs[1],
+                        data_samples=data_samples, teacher=self.teacher,
+                        students=self._students())
+        rows = [step.view0, step.view1] + [
+            task.extend_batch(step) for task in self.tasks.values()
+            if isinstance(task, BatchExtender)]
+        images = torch.cat(rows)
+        mask = None
+        if self.mim_head is not None:
+            step.mask = step.stack('mask',
+                                   'MultiViewWithMask with a mask_generator')
+            mask = torch.cat([step.mask, step.mask.new_zeros(
+                (images.shape[0] - step.batch, *step.mask.shape[1:]))])
+        step.stages = self.backbone(images, mask)
+        step.feats = step.stages[-1][:2 * step.batch]
+        if self.teacher is not None:
+            with torch.no_grad():
+                step.teacher_stages = self.teacher.backbone(step.view1)
+        return step
 
     @torch.no_grad()
     def predict(self,

@@ -1,5 +1,5 @@
 """HVP-MTL's task weights (eq. 7, plus the optional montage task)."""
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 __all__ = ['DEFAULT_LOSS_WEIGHTS', 'parse_loss_weights']
 
@@ -8,15 +8,25 @@ DEFAULT_LOSS_WEIGHTS = dict(mlc=0.001, swav=0.02, mim=1.0, distill=10.0,
                             montage=0.0)
 
 
-def parse_loss_weights(loss_weights: Optional[dict]) -> Dict[str, float]:
+def parse_loss_weights(loss_weights: Optional[dict],
+                       extra: Sequence[str] = ()) -> Dict[str, float]:
     """The defaults updated by ``loss_weights``, checked.
+
+    Args:
+        loss_weights (dict, optional): ``{task: weight}``; 0 = not built.
+        extra (Sequence[str]): Names of further tasks (``HVPMTL``'s
+            ``extra_tasks``), weight 1.0 unless given.
 
     Raises:
         KeyError: An unknown task.
         ValueError: A negative weight, distillation without the multi-label
             decoder, or every weight 0.
     """
-    weights = dict(DEFAULT_LOSS_WEIGHTS)
+    clash = set(extra) & set(DEFAULT_LOSS_WEIGHTS)
+    if clash:
+        raise ValueError(f'extra_tasks {sorted(clash)} clash with the '
+                         'built-in tasks')
+    weights = dict(DEFAULT_LOSS_WEIGHTS, **{name: 1.0 for name in extra})
     unknown = set(loss_weights or {}) - set(weights)
     if unknown:
         raise KeyError(f'unknown loss_weights keys {sorted(unknown)}; '

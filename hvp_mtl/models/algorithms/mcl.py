@@ -127,8 +127,7 @@ class MCL(BaseSelfSupervisor):
                                iteration, max_iters)
 
     @torch.no_grad()
-    def update_teacher_and_prototypes(self, before_training: bool = False
-                                      ) -> None:
+    def after_train_step(self, before_training: bool = False) -> None:
         """EMA step after an optimizer step (the first call copies)."""
         if before_training and self.teacher.initialized:
             return
@@ -176,7 +175,7 @@ class MCL(BaseSelfSupervisor):
             raise RuntimeError(
                 "the momentum encoder was never initialised: keep default_hooks."
                 "teacher_and_prototypes=dict(type='TeacherAndPrototypesHook') "
-                'or call model.update_teacher_and_prototypes() before the '
+                'or call model.after_train_step() before the '
                 'first step and after every optimizer step')
         batch = inputs[0].shape[0]
         counts = level_batch_sizes(batch, self.batch_divisors)

@@ -1,11 +1,12 @@
 """SimMIM linear decoder head for masked image modelling, eq. (4)."""
-from typing import Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from ..builder import build_module
+from ..protocols import TaskStep
 
 __all__ = ['MIMLinearDecoderHead']
 
@@ -72,3 +73,8 @@ class MIMLinearDecoderHead(BaseModule):
             height // mask.shape[-2], 1).repeat_interleave(
                 width // mask.shape[-1], 2)
         return self.loss_module(pred, target, pixel_mask)
+
+    def task_loss(self, step: TaskStep
+                  ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """The task contract: eq. (4) on view 0's rows, no logs."""
+        return self.loss(step.feats[:step.batch], step.view0, step.mask), {}

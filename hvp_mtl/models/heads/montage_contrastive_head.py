@@ -17,6 +17,7 @@ from ..algorithms.mcl import batch_statistics
 from ..algorithms.montage import (check_levels, level_batch_sizes,
                                   level_embeddings, montage_pyramid)
 from ..builder import build_module
+from ..protocols import TaskStep
 
 __all__ = ['MontageContrastiveHead']
 
@@ -75,6 +76,21 @@ class MontageContrastiveHead(BaseModule):
         """
         counts = level_batch_sizes(view.shape[0], self.batch_divisors)
         return montage_pyramid([view] * len(self.ratios), self.ratios, counts)
+
+    def extend_batch(self, step: TaskStep) -> torch.Tensor:
+        """The montages (levels ``i > 0``) for the student's backbone pass;
+        level 0 is view 1, already in it."""
+        pyramid, labels, counts = self.build_images(step.view1)
+        step.shared['montage'] = (labels, counts)
+        return pyramid[step.batch:]
+
+    def task_loss(self, step: TaskStep
+                  ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """The task contract: :meth:`loss` of the rows from view 1 on;
+        logs ``level_{i}``."""
+        labels, counts = step.shared['montage']
+        return self.loss([s[step.batch:] for s in step.stages], counts,
+                         labels, step.teacher, step.teacher_stages)
 
     def predict(self, stages: Sequence[torch.Tensor],
                 counts: List[int]) -> List[torch.Tensor]:

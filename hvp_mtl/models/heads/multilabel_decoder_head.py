@@ -10,6 +10,7 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.registry import MODELS
 from ..builder import build_module
 
+from ..protocols import TaskStep
 from .label_decoder_layer import LabelDecoderLayer, PositionCache
 
 __all__ = ['MultiLabelDecoderHead']
@@ -75,12 +76,15 @@ class MultiLabelDecoderHead(BaseModule):
             ``logit(prior)`` (RetinaNet-style); None keeps them at 0.
         similarity (str): What eq. (5) compares: ``'scoring_token'`` or
             ``'mean_token'``. Defaults to ``'scoring_token'``.
+        views (str): Rows :meth:`task_loss` trains eq. (1) on: ``'both'``
+            views or ``'unmasked'`` (view 1); ``HVPMTL``'s ``mlc_views``.
         loss (dict): Multi-label loss config.
         init_cfg (dict, optional): Initialisation config.
     """
 
     MODES = ('grouped', 'per_class')
     SIMILARITIES = ('scoring_token', 'mean_token')
+    VIEWS = ('both', 'unmasked')
 
     def __init__(self,
                  num_classes: int,
@@ -97,6 +101,7 @@ class MultiLabelDecoderHead(BaseModule):
                  with_pos_embed: bool = True,
                  bias_prior_prob: Optional[float] = None,
                  similarity: str = 'scoring_token',
+                 views: str = 'both',
                  loss: dict = dict(type='WeightedAsymmetricLoss'),
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -105,6 +110,9 @@ class MultiLabelDecoderHead(BaseModule):
         if similarity not in self.SIMILARITIES:
             raise ValueError(f'similarity must be one of {self.SIMILARITIES}, '
                              f'got {similarity!r}')
+        if views not in self.VIEWS:
+            raise ValueError(f'views must be one of {self.VIEWS}, got '
+                             f'{views!r}')
         if query_self_attn is None:
             query_self_attn = mode == 'per_class'
         if mode == 'grouped' and query_self_attn:
@@ -113,6 +121,7 @@ class MultiLabelDecoderHead(BaseModule):
         self.num_classes = num_classes
         self.mode = mode
         self.similarity = similarity
+        self.views = views
         self.embed_dims = embed_dims
         self.with_pos_embed = with_pos_embed
         self.bias_prior_prob = bias_prior_prob
@@ -270,6 +279,25 @@ class MultiLabelDecoderHead(BaseModule):
              targets: torch.Tensor) -> torch.Tensor:
         """Eq. (1) loss of ``logits [B, C]`` against soft ``targets [B, C]``."""
         return self.loss_module(logits, targets)
+
+    def task_loss(self, step: TaskStep
+                  ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """The task contract: eq. (1) on the rows of :attr:`views`.
+
+        Leaves the view-1 tokens in ``step.shared['mlc_tokens']`` for
+        distillation; logs :meth:`diagnostics` of the view-1 rows.
+        """
+        targets = step.stack('gt_score',
+                             'soft targets of TencentMLImages').float()
+        batch, both = step.batch, self.views == 'both'
+        tokens = self.decode(step.feats if both else step.feats[batch:])
+        logits = self.classify(tokens)
+        loss = self.loss(logits,
+                         torch.cat([targets, targets]) if both else targets)
+        if both:  # view-1 rows: diagnostics and distillation
+            logits, tokens = logits[batch:], tokens[batch:]
+        step.shared['mlc_tokens'] = tokens
+        return loss, self.diagnostics(logits.detach(), targets)
 
     @staticmethod
     @torch.no_grad()

@@ -1,5 +1,5 @@
 """SwAV clustering head with prototypes, queue and prototype freezing, eq. (2)-(3)."""
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -8,6 +8,7 @@ from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from ..builder import build_module
+from ..protocols import TaskStep
 
 __all__ = ['SwAVClusteringHead']
 
@@ -24,7 +25,7 @@ class SwAVClusteringHead(BaseModule):
 
     All training state is in buffers, so a checkpoint restores it:
 
-    * ``iteration``: training steps seen. While ``iteration <
+    * ``iteration``: training forwards seen. While ``iteration <
       freeze_prototypes_iters`` the prototypes stay in the graph but their
       gradient is cleared at the end of the backward pass (``.grad`` is
       None and the optimizer skips them), as official SwAV does after
@@ -35,14 +36,20 @@ class SwAVClusteringHead(BaseModule):
       past embeddings per view, filled from ``queue_start_iter`` on and used
       (re-scored against the current prototypes, no gradient) once full.
 
-    The prototypes are L2-normalised in place before training and after
-    every optimizer step (:meth:`normalize_prototypes`, called by
-    ``HVPMTL.update_teacher_and_prototypes`` from ``TeacherAndPrototypesHook``;
-    official SwAV does it at the start of each iteration, which is the same
-    sequence). ``forward``/``loss`` never change a parameter, so the head
-    works unchanged under FSDP, where a parameter written in ``forward``
-    would be a temporary all-gathered copy. mmpretrain's ``SwAVHook`` is not
-    needed.
+    ``forward``/``loss`` change no state: they read the counters and the
+    queue and keep the step's embeddings aside; :meth:`after_train_step`
+    (called by ``TeacherAndPrototypesHook`` through
+    ``HVPMTL.after_train_step`` after every optimizer step taken) pushes
+    them into the queue, advances ``iteration`` and L2-normalises the
+    prototypes in place (official SwAV normalises at the start of each
+    iteration, which is the same sequence). A step the non-finite guard
+    skips never reaches it, so the queue, the counter and the prototypes
+    stay as they were; the guard drops the kept embeddings (it resets this
+    head's host-side state as a load does). Under gradient accumulation the
+    micro-batches of one optimizer step read the same queue and all enter
+    it at the step. The head works unchanged under FSDP, where a parameter
+    written in ``forward`` would be a temporary all-gathered copy.
+    mmpretrain's ``SwAVHook`` is not needed.
 
     Args:
         in_channels (int): Backbone width ``d0``.
@@ -89,10 +96,14 @@ class SwAVClusteringHead(BaseModule):
         # step) so deciding "frozen?" and "queue full?" never syncs.
         self._host_state: Optional[Tuple[int, int]] = None
         self._frozen_grad_hook = None
+        # this step's detached embeddings (None: not queued), pushed by
+        # after_train_step; trimmed to what the queue can still hold
+        self._pending: List[Optional[torch.Tensor]] = []
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:
         super()._load_from_state_dict(*args, **kwargs)
         self._host_state = None
+        self._pending = []
 
     def _counters(self) -> Tuple[int, int]:
         if self._host_state is None:
@@ -123,6 +134,33 @@ class SwAVClusteringHead(BaseModule):
         weight = self.prototypes.weight
         weight.copy_(F.normalize(weight, dim=1))
 
+    @torch.no_grad()
+    def after_train_step(self, before_training: bool = False) -> None:
+        """The step's state updates, after the optimizer step.
+
+        Pushes the embeddings of the step's training forwards into the queue
+        (oldest first), advances ``iteration`` by their number and
+        L2-normalises the prototypes. ``before_training``: only normalises,
+        and only an untrained head (after a resume or a load the prototypes
+        are already right; re-normalising would change them by rounding).
+        """
+        if before_training:
+            self._pending = []
+            if self.trained_steps == 0:
+                self.normalize_prototypes()
+            return
+        iteration, queue_count = self._counters()
+        for embeddings in self._pending:
+            if embeddings is not None:
+                queue_count = self._push(embeddings, embeddings.shape[0] // 2,
+                                         queue_count)
+            iteration += 1
+        if self._pending:
+            self.iteration.fill_(iteration)
+        self._host_state = (iteration, queue_count)
+        self._pending = []
+        self.normalize_prototypes()
+
     def forward(
         self, feats: Union[torch.Tensor, Sequence[torch.Tensor]]
     ) -> torch.Tensor:
@@ -147,6 +185,7 @@ class SwAVClusteringHead(BaseModule):
             ``prototypes_frozen``: 1 while frozen; ``queue_used``).
         """
         iteration, queue_count = self._counters()
+        iteration += len(self._pending)  # earlier micro-batches of the step
         embeddings = self.forward(feats)
         batch = embeddings.shape[0] // 2
         frozen = iteration < self.freeze_prototypes_iters
@@ -170,14 +209,10 @@ class SwAVClusteringHead(BaseModule):
                                 for q in self.queue]
         loss = self.loss_module(scores0, scores1, *queue_scores)
 
-        if self.training:
+        if self.training:  # for after_train_step: nothing changes here
             fill = (self.queue_length > 0
                     and iteration >= self.queue_start_iter)
-            if fill:
-                queue_count = self._push(embeddings.detach(), batch,
-                                         queue_count)
-            self.iteration += 1
-            self._host_state = (iteration + 1, queue_count)
+            self._keep(embeddings.detach() if fill else None)
 
         with torch.no_grad():
             best = scores.argmax(dim=1)
@@ -188,6 +223,11 @@ class SwAVClusteringHead(BaseModule):
             prototypes_frozen=scores.new_full((), float(frozen)),
             queue_used=scores.new_full((), float(use_queue)))
         return loss, diagnostics
+
+    def task_loss(self, step: TaskStep
+                  ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """The task contract: :meth:`loss` of both views' last stage."""
+        return self.loss(step.feats)
 
     def _clear_grad_after_backward(self, weight: torch.Tensor) -> None:
         """Leave the frozen prototypes without a gradient after backward.
@@ -228,6 +268,17 @@ class SwAVClusteringHead(BaseModule):
             engine.queue_callback(after_backward)
 
         self._frozen_grad_hook = weight.register_hook(on_grad)
+
+    def _keep(self, embeddings: Optional[torch.Tensor]) -> None:
+        """Keep a forward's embeddings for :meth:`after_train_step`; older
+        ones that newer ones would push out of the queue are dropped."""
+        self._pending.append(embeddings)
+        newer = 0
+        for i in range(len(self._pending) - 1, -1, -1):
+            if newer >= self.queue_length and self._pending[i] is not None:
+                self._pending[i] = None
+            if self._pending[i] is not None:
+                newer += self._pending[i].shape[0] // 2
 
     @torch.no_grad()
     def _push(self, embeddings: torch.Tensor, batch: int,
