@@ -52,7 +52,7 @@ missing index buffers from the model before the resize.
 The other known breakages are handled where they arise:
 
 * top-level ``import`` in configs (item 2): configs in this project have none,
-  and ``tests/test_configs.py`` checks it;
+  and ``tests/test_configs/test_configs.py`` checks it;
 * mmdet's Swin renaming keys, ``relative_position_index`` clashes and registry
   scopes (items 3, 4, 6): the downstream configs use ``mmpretrain.`` types and
   the exporter in ``tools/model_converters``;

@@ -1,5 +1,5 @@
 # mmpretrain's own SimMIM on a tiny Swin, CPU-sized: the baseline the HVP-MTL step is compared with
-# (tools/benchmark) and the smallest real pre-training run of the stack (tests/test_foundation.py).
+# (tools/benchmark) and the smallest real pre-training run of the stack (tests/integration/test_foundation.py).
 _base_ = 'mmpretrain::simmim/simmim_swin-base-w6_8xb256-amp-coslr-100e_in1k-192px.py'
 custom_imports = dict(imports=['hvp_mtl'], allow_failed_imports=False)
 
