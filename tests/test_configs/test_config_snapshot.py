@@ -88,7 +88,8 @@ def test_config_resolves_to_snapshot(path):
     before = _load_snapshot()[name]
     after = resolve(path)
     extra = set(after) - set(before)
-    assert extra <= SHARED_BLOCK_KEYS, f'{name}: new top-level keys {sorted(extra - SHARED_BLOCK_KEYS)}'
+    assert extra <= SHARED_BLOCK_KEYS, \
+        f'{name}: new top-level keys {sorted(extra - SHARED_BLOCK_KEYS)}'
     after = {k: v for k, v in after.items() if k not in SHARED_BLOCK_KEYS}
     diff = differences(before, after)
     assert not diff, f'{name} resolves differently:\n' + '\n'.join(diff[:40])

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from tests.test_engine.test_resume import scale_cfg
@@ -52,6 +53,7 @@ def _log(work_dir) -> str:
     return logs[-1].read_text()
 
 
+@pytest.mark.dist
 def test_two_cpu_processes_run_to_completion(demo_world, tmp_path):
     """2 gloo processes; a NaN on rank 1 only is skipped by both ranks."""
     cfg = _write_cfg(tmp_path, demo_world / 'pretrain', iters=3,
@@ -78,6 +80,7 @@ def test_two_cpu_processes_run_to_completion(demo_world, tmp_path):
     assert len(first['resume_state']['rng']) == 2
 
 
+@pytest.mark.dist
 def test_two_single_gpu_nodes_form_one_job(demo_world, tmp_path):
     cfg = _write_cfg(tmp_path, demo_world / 'pretrain', iters=2)
     port = _free_port()

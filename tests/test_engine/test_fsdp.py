@@ -18,6 +18,8 @@ from mmpretrain.registry import HOOKS, MODELS
 from tests.test_engine.test_dist_launch import DIST_TRAIN, ROOT, _env, _free_port, _log
 from tests.test_engine.test_resume import scale_cfg
 
+pytestmark = pytest.mark.dist
+
 FSDP_CONFIG = ROOT / 'configs' / 'pretrain' / 'hvp_swin-b_fsdp.py'
 ITERS = 4
 

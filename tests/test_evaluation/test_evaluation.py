@@ -200,6 +200,7 @@ def _ddp_metric_worker(rank, port, pred, soft, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.dist
 def test_bounded_metrics_two_gloo_processes_equal_one(tmp_path):
     import socket
 

@@ -119,6 +119,7 @@ def test_knn_probe_tool_reports_top1_above_chance(run, cfg_file, tmp_path,
     assert result['top1'] > result['chance'] + 10
 
 
+@pytest.mark.dist
 def test_knn_probe_tool_under_ddp_equals_single_process(run, cfg_file,
                                                         tmp_path):
     single = _probe_in_process(

@@ -12,6 +12,8 @@ from tests.helpers.eval_helpers import (
     torchrun,
 )
 
+pytestmark = pytest.mark.dist
+
 KEYS = ('multi-label/mAP', 'multi-label/CP', 'multi-label/OF1')
 
 

@@ -220,6 +220,7 @@ def _rank_worker(rank, port, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.dist
 def test_two_gloo_ranks_gather_targets_and_match_the_single_process_loss(tmp_path):
     start = 'fork' if 'fork' in mp.get_all_start_methods() else 'spawn'
     mp.start_processes(_rank_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD,

@@ -17,6 +17,8 @@ from mmpretrain.models.losses.swav_loss import distributed_sinkhorn
 from hvp_mtl.models.losses import SwappedPredictionLoss, truncated_sinkhorn
 from tests.helpers.reference_impls import swav_distributed_sinkhorn
 
+pytestmark = pytest.mark.dist
+
 WORLD_SIZE = 2
 BATCH_PER_RANK, PROTOTYPES, DIM = 12, 16, 8
 

@@ -116,6 +116,7 @@ def test_gpu_suite_dry_run_on_cpu(tmp_path):
     assert hours == pytest.approx(30 * 17.6e6 / (64 * rate) / 3600)
 
 
+@pytest.mark.dist
 def test_ddp_find_unused_comparison_runs(tmp_path):
     stdout = run_script('tools/benchmark/ddp_unused.py', '--backbone', 'tiny',
                         '--iters', '2', '--warmup', '0', '--num-classes', '24')

@@ -2,9 +2,12 @@
 metric, the sampler, tar-shard descriptors) at their smallest settings: the
 scripts run as a user runs them and print every row with sane numbers; the
 real-size figures are in docs/PERFORMANCE.md."""
+import pytest
+
 from tests.test_tools.test_benchmarks_smoke import run_script, table_rows
 
 
+@pytest.mark.dist
 def test_val_metric_benchmark_equal_map_and_memory_rows():
     out = run_script('tools/benchmark/val_metric.py', '--images', '64',
                      '--classes', '300', '--dense-fraction', '0.5')
