@@ -4,8 +4,9 @@ _base_ = './hvp_swin-b.py'
 custom_imports = dict(imports=['hvp_mtl'], allow_failed_imports=False)
 
 model = dict(
-    backbone=dict(_delete_=True, type='MaskedViT', arch='base', img_size=224, patch_size=16,
-                  drop_path_rate=0.1, out_type='featmap', out_indices=-1, final_norm=True),
+    backbone=dict(_delete_=True, type='MaskedViT', arch='base', img_size=_base_.img_size,
+                  patch_size=16, drop_path_rate=0.1, out_type='featmap', out_indices=-1,
+                  final_norm=True),
     mlc_head=dict(in_channels=768),
     swav_head=dict(in_channels=768),
     mim_head=dict(in_channels=768, encoder_stride=16))
