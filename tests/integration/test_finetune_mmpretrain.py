@@ -16,6 +16,8 @@ from mmengine.config import Config
 from tests.helpers.tiny_configs import TINY_SWIN_ARCH, TINY_VIT_ARCH
 from tests.test_apis.test_export import swin_export, vit_export  # noqa: F401  (session fixtures)
 
+pytestmark = pytest.mark.integration
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / 'configs' / 'finetune' / 'mmpretrain'
 SWIN_CFG = CONFIGS / 'swin-base-w7_hvp-pre_8xb256-coslr-100e_in1k.py'

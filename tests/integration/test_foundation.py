@@ -11,6 +11,8 @@ import torch
 
 import hvp_mtl  # noqa: F401  (the weights_only allow-list for mmengine checkpoints)
 
+pytestmark = pytest.mark.integration
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CFG = ROOT / 'configs' / 'pretrain' / 'baselines' / 'simmim_swin-tiny_demo.py'
 sys.path.insert(0, str(ROOT / 'tools'))
