@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / 'tools' / 'analysis_tools'))
 from demo_table import DEMO_METRICS, INITS, finetune_dir  # noqa: E402
 from work_dir_logs import evaluations  # noqa: E402
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _demo(work_dir, data_root, timeout=840):

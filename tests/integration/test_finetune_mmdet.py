@@ -15,7 +15,7 @@ from mmengine.config import Config
 from tests.integration.test_finetune_mmpretrain import ROOT, build_runner, load_check
 from tests.test_apis.test_export import swin_export  # noqa: F401  (session fixture)
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CFG = (ROOT / 'configs' / 'finetune' / 'mmdet' /
        'mask-rcnn_swin-b-p4-w7_hvp-pre_fpn_ms-crop-1x_coco.py')

@@ -16,7 +16,7 @@ from mmengine.config import Config
 from tests.helpers.tiny_configs import TINY_SWIN_ARCH, TINY_VIT_ARCH
 from tests.test_apis.test_export import swin_export, vit_export  # noqa: F401  (session fixtures)
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / 'configs' / 'finetune' / 'mmpretrain'

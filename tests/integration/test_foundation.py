@@ -11,7 +11,7 @@ import torch
 
 import hvp_mtl  # noqa: F401  (the weights_only allow-list for mmengine checkpoints)
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CFG = ROOT / 'configs' / 'pretrain' / 'baselines' / 'simmim_swin-tiny_demo.py'

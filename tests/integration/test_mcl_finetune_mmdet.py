@@ -15,7 +15,7 @@ from tests.integration.test_finetune_mmpretrain import ROOT, build_runner
 from tests.test_apis.test_export import export_in_process
 from tests.test_engine.test_resume import train
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CFG = (ROOT / 'configs' / 'finetune' / 'mmdet' /
        'mask-rcnn_r50-mcl-pre_fpn-4conv1fc-syncbn_1x_coco.py')

@@ -90,6 +90,7 @@ def vit_export(demo_world, tmp_path_factory):
     return pretrain_and_export('vit', demo_world, tmp_path_factory)
 
 
+@pytest.mark.slow
 def test_export_is_backbone_only_and_loads_without_the_plugin(swin_export):
     proc = load_plain(swin_export['export'])
     assert proc.returncode == 0, proc.stderr
@@ -107,6 +108,7 @@ def test_export_is_backbone_only_and_loads_without_the_plugin(swin_export):
     assert ckpt['meta']['iter'] == 2
 
 
+@pytest.mark.slow
 def test_default_export_is_the_ema_teacher(swin_export):
     """Values equal the teacher's backbone, not the student's (they differ after 2 steps)."""
     import hvp_mtl  # noqa: F401  (allow-list for the full pre-training checkpoint)
@@ -127,6 +129,7 @@ def test_default_export_is_the_ema_teacher(swin_export):
         assert why in report
 
 
+@pytest.mark.slow
 def test_student_export(swin_export, tmp_path):
     import hvp_mtl  # noqa: F401
     out = tmp_path / 'student.pth'
@@ -138,6 +141,7 @@ def test_student_export(swin_export, tmp_path):
         assert torch.equal(value, full[key]), key
 
 
+@pytest.mark.slow
 def test_vit_export(vit_export):
     state = torch.load(vit_export['export'], weights_only=True)['state_dict']
     assert {'backbone.cls_token', 'backbone.pos_embed', 'backbone.ln1.weight'} <= set(state)

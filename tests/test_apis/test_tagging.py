@@ -10,6 +10,8 @@ from PIL import Image
 
 from tests.helpers.eval_helpers import ROOT, short_pretraining
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):

@@ -101,6 +101,7 @@ def test_patch_merging_channel_order_against_timm():
     assert (naive(x.view(2, *hw, channels)) - ref).abs().max() > 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', ['swin', 'vit'])
 def test_exported_pretraining_checkpoint_is_the_teacher_in_timm(kind, request, tmp_path):
     """The tool on a real pre-training checkpoint: report, plain load, strict timm load, equal."""
@@ -171,6 +172,7 @@ def test_a_missing_key_is_named(tiny_swin_timm, tmp_path):
         create_timm_model(str(path))
 
 
+@pytest.mark.slow
 def test_export_refuses_a_backbone_without_the_final_norm(swin_export, tmp_path):
     """A pre-training checkpoint whose teacher lost ``norm3`` (timm's ``norm``)."""
     import hvp_mtl  # noqa: F401  (allow-list for the full checkpoint)

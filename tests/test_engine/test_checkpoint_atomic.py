@@ -45,6 +45,7 @@ def _copy(work, tmp_path):
     return dst
 
 
+@pytest.mark.slow
 def test_truncated_latest_checkpoint_falls_back(demo_world, trained_4,
                                                 tmp_path):
     work = _copy(trained_4, tmp_path)
@@ -66,6 +67,7 @@ def test_truncated_latest_checkpoint_falls_back(demo_world, trained_4,
     assert not list(work.glob('*.tmp'))
 
 
+@pytest.mark.slow
 def test_fallback_takes_only_files_the_checkpoint_hook_wrote(
         demo_world, trained_4, tmp_path):
     """``last_checkpoint`` names a corrupt ``iter_4.pth``; the newest file in
@@ -101,6 +103,7 @@ def test_fallback_takes_only_files_the_checkpoint_hook_wrote(
         find_intact_checkpoint(str(work))
 
 
+@pytest.mark.slow
 def test_write_dying_midway_keeps_previous_checkpoint(demo_world, trained_4,
                                                       tmp_path):
     """The temporary file of iteration 6 cannot be written (a directory is in

@@ -53,6 +53,7 @@ def _log(work_dir) -> str:
     return logs[-1].read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 def test_two_cpu_processes_run_to_completion(demo_world, tmp_path):
     """2 gloo processes; a NaN on rank 1 only is skipped by both ranks."""
@@ -80,6 +81,7 @@ def test_two_cpu_processes_run_to_completion(demo_world, tmp_path):
     assert len(first['resume_state']['rng']) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 def test_two_single_gpu_nodes_form_one_job(demo_world, tmp_path):
     cfg = _write_cfg(tmp_path, demo_world / 'pretrain', iters=2)

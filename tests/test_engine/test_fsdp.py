@@ -18,7 +18,7 @@ from mmpretrain.registry import HOOKS, MODELS
 from tests.test_engine.test_dist_launch import DIST_TRAIN, ROOT, _env, _free_port, _log
 from tests.test_engine.test_resume import scale_cfg
 
-pytestmark = pytest.mark.dist
+pytestmark = [pytest.mark.dist, pytest.mark.slow]
 
 FSDP_CONFIG = ROOT / 'configs' / 'pretrain' / 'hvp_swin-b_fsdp.py'
 ITERS = 4

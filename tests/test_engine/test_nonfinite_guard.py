@@ -20,6 +20,7 @@ def _nan_hook(runner):
                 if type(h).__name__ == 'InjectNonFiniteHook')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('wrapper', ['GuardedOptimWrapper',
                                      'GuardedAmpOptimWrapper'])
 def test_nan_step_is_skipped(demo_world, tmp_path, wrapper):
@@ -59,6 +60,7 @@ def test_nan_step_is_skipped(demo_world, tmp_path, wrapper):
     assert 'nonfinite_skips: 1' in log
 
 
+@pytest.mark.slow
 def test_consecutive_nan_steps_stop_the_run(demo_world, tmp_path):
     cfg = scale_cfg(tmp_path, demo_world / 'pretrain', iters=8)
     cfg.optim_wrapper.max_consecutive_nonfinite = 3
@@ -107,6 +109,7 @@ class InjectGradNaNHook(Hook):
             self._handle = None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('dtype', ['bfloat16', 'float16'])
 def test_nan_gradients_with_a_finite_loss_stop_the_run(demo_world, tmp_path, dtype):
     """bf16: no loss scaler, every NaN-gradient step counts; fp16 (the CUDA
@@ -136,6 +139,7 @@ def test_nan_gradients_with_a_finite_loss_stop_the_run(demo_world, tmp_path, dty
     assert (scaler == {}) == (dtype == 'bfloat16')  # bf16: no loss scaler at all
 
 
+@pytest.mark.slow
 def test_one_fp16_overflow_is_the_scalers_business(demo_world, tmp_path):
     """One Inf-gradient step under fp16: skipped, scale halved, not counted as
     non-finite, and the run goes on."""

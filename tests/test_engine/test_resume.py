@@ -239,6 +239,7 @@ def pretrain_root(demo_world):
     return demo_world / 'pretrain'
 
 
+@pytest.mark.slow
 def test_kill_mid_epoch_and_resume_is_bit_identical(pretrain_root, tmp_path):
     """6 images, batch 2: 3 iterations per epoch, 2 epochs (n = 6). The run is
     killed after iteration 5; the latest checkpoint is iteration 4, i.e.
@@ -271,6 +272,7 @@ def test_kill_mid_epoch_and_resume_is_bit_identical(pretrain_root, tmp_path):
     assert int(model.swav_head.queue_count) > 0
 
 
+@pytest.mark.slow
 def test_iteration_loop_resume_is_bit_identical(pretrain_root, tmp_path):
     straight = train(scale_cfg(tmp_path / 'straight', pretrain_root,
                                iters=4))
@@ -287,6 +289,7 @@ def test_iteration_loop_resume_is_bit_identical(pretrain_root, tmp_path):
     assert_same_state(expected, snapshot(resumed), 'iteration loop')
 
 
+@pytest.mark.slow
 def test_validation_on_a_checkpoint_iteration_keeps_resume_bit_identical(
         pretrain_root, tmp_path):
     """``IterIntervalValHook`` every 2 iterations, checkpoints every 2: the

@@ -251,6 +251,7 @@ def run(tmp_path_factory):
     return short_pretraining(tmp_path_factory)
 
 
+@pytest.mark.slow
 def test_val_loop_reports_map_of_the_untrained_model(run):
     metrics = run['untrained']
     for key in ('mAP', 'CP', 'CR', 'CF1', 'OP', 'OR', 'OF1'):
@@ -259,6 +260,7 @@ def test_val_loop_reports_map_of_the_untrained_model(run):
     assert metrics['multi-label/mAP'] > 0.0
 
 
+@pytest.mark.slow
 def test_short_pretraining_raises_map_on_the_same_split(run):
     from tests.helpers.eval_helpers import metric_at
     untrained, steps = run['untrained'], run['max_iters']
@@ -277,6 +279,7 @@ def test_short_pretraining_raises_map_on_the_same_split(run):
     assert final['OF1'] > untrained['multi-label/OF1'] + 12.0
 
 
+@pytest.mark.slow
 def test_periodic_val_uses_the_subset_and_the_end_the_full_list(run):
     from tests.helpers.eval_helpers import metric_at
     log = run['log']
@@ -288,6 +291,7 @@ def test_periodic_val_uses_the_subset_and_the_end_the_full_list(run):
     assert steps == [100, 200, run['max_iters']]
 
 
+@pytest.mark.slow
 def test_iter_interval_val_hook_validates_inside_an_epoch(tmp_path_factory):
     """Epoch-based loop (as the shipped configs): validations every 2
     iterations on the subset, the epoch-end one on the full list, and the

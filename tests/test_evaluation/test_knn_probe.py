@@ -101,6 +101,7 @@ def _probe_in_process(args):
     return main(args)
 
 
+@pytest.mark.slow
 def test_knn_probe_tool_reports_top1_above_chance(run, cfg_file, tmp_path,
                                                   capsys):
     out = tmp_path / 'init.json'
@@ -119,6 +120,7 @@ def test_knn_probe_tool_reports_top1_above_chance(run, cfg_file, tmp_path,
     assert result['top1'] > result['chance'] + 10
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 def test_knn_probe_tool_under_ddp_equals_single_process(run, cfg_file,
                                                         tmp_path):
@@ -133,6 +135,7 @@ def test_knn_probe_tool_under_ddp_equals_single_process(run, cfg_file,
     assert two['top5'] == pytest.approx(single['top5'])
 
 
+@pytest.mark.slow
 def test_knn_probe_hook_logs_top1_during_pretraining(run):
     top1 = metric_at(run['scalars'], 'knn_top1')
     assert sorted(top1) == [0, 150, run['max_iters']]

@@ -12,7 +12,7 @@ from tests.helpers.eval_helpers import (
     torchrun,
 )
 
-pytestmark = pytest.mark.dist
+pytestmark = [pytest.mark.dist, pytest.mark.slow]
 
 KEYS = ('multi-label/mAP', 'multi-label/CP', 'multi-label/OF1')
 

@@ -46,6 +46,7 @@ def trained(request, pretrain_root, tmp_path_factory):
     return runner
 
 
+@pytest.mark.slow
 def test_runner_trains_all_four_losses(trained):
     hub = trained.message_hub
     for key in LOSSES:
@@ -63,6 +64,7 @@ def test_runner_trains_all_four_losses(trained):
     assert not any(k.startswith('backbone.') and 'teacher' in k for k in state)
 
 
+@pytest.mark.slow
 def test_teacher_changes_only_by_ema(trained):
     model, optim_wrapper = trained.model, trained.optim_wrapper
     assert not list(model.teacher.parameters())  # weights are buffers: no optimizer, no grad

@@ -153,6 +153,7 @@ def _gradient_share(tmp, pretrain_root, name, **distill):
     return rows['distill']
 
 
+@pytest.mark.slow
 def test_distillation_gradient_is_not_trivial_at_11166_classes(pretrain_root, tmp_path):
     # Measured (docs/method.md, "Distillation at 11,166 classes"): after 5 steps, distillation
     # at T = 0.07 per scoring token carries 99 % of the last-stage gradient norm (|grad| 55);

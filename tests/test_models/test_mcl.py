@@ -220,6 +220,7 @@ def _rank_worker(rank, port, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 def test_two_gloo_ranks_gather_targets_and_match_the_single_process_loss(tmp_path):
     start = 'fork' if 'fork' in mp.get_all_start_methods() else 'spawn'
@@ -277,6 +278,7 @@ class StudentGradAndTeacherEMACheck(Hook):
         self.checked += 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('backbone', ['r50', 'swin'])
 def test_runner_trains_mcl_with_gradients_everywhere_and_ema_only_teacher(
         backbone, demo_world, tmp_path, one_torch_thread):
@@ -293,6 +295,7 @@ def test_runner_trains_mcl_with_gradients_everywhere_and_ema_only_teacher(
     init_default_scope('mmpretrain')
 
 
+@pytest.mark.slow
 def test_kill_and_resume_is_exact(demo_world, tmp_path, one_torch_thread):
     """4 iterations straight vs killed after 3 (checkpoint at 2) and resumed."""
     root = demo_world / 'pretrain'
@@ -308,6 +311,7 @@ def test_kill_and_resume_is_exact(demo_world, tmp_path, one_torch_thread):
 
 
 # ------------------------------------------------------------- benchmark --
+@pytest.mark.slow
 def test_mcl_step_benchmark_prints_both_cases_and_the_ratio(tmp_path):
     from tests.test_tools.test_benchmarks_smoke import run_script, table_rows
     out = tmp_path / 'mcl_step.json'

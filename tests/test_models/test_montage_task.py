@@ -28,6 +28,7 @@ def trained(pretrain_root, tmp_path_factory):
     return runner
 
 
+@pytest.mark.slow
 def test_runner_trains_five_losses(trained):
     hub = trained.message_hub
     for key in ('loss_mlc', 'loss_swav', 'loss_mim', 'loss_distill', 'loss_montage',
@@ -46,6 +47,7 @@ def test_runner_trains_five_losses(trained):
     assert not any(k.startswith('teacher.montage_predictors') for k in state)
 
 
+@pytest.mark.slow
 def test_the_stage_norms_are_trained(trained):
     """norm0-norm2 feed only the montage path; Swin initialises a LayerNorm to (1, 0)."""
     backbone = trained.model.backbone
@@ -56,6 +58,7 @@ def test_the_stage_norms_are_trained(trained):
         assert not torch.equal(norm.bias, torch.zeros_like(norm.bias)), i
 
 
+@pytest.mark.slow
 def test_teacher_fpn_and_cell_head_move_only_by_ema(trained):
     model, optim_wrapper = trained.model, trained.optim_wrapper
     teacher = {k: b for k, b in model.teacher.named_buffers() if b.is_floating_point()}
@@ -132,6 +135,7 @@ def test_montage_needs_four_stages(pretrain_root):
         _model_and_batch(cfg)
 
 
+@pytest.mark.slow
 def test_export_of_a_montage_checkpoint(trained, tmp_path):
     """The exporter takes the teacher's backbone, norm0-norm2 included; timm gets norm3 only."""
     from tests.test_apis.test_export import export_in_process

@@ -19,6 +19,8 @@ from work_dir_logs import training_records  # noqa: E402
 
 import hvp_mtl  # noqa: E402,F401  (weights_only allow-list for the resume)
 
+pytestmark = pytest.mark.slow
+
 
 class TwoLossModel(BaseModel):
     """Logs two task losses, like a multi-task pre-training does."""

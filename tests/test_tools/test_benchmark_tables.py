@@ -134,6 +134,7 @@ def _lines(root, **overrides):
     return {(l['row_id'], l['metric']): l for l in lines}
 
 
+@pytest.mark.slow
 def test_complete_partial_noeval_missing(work_dirs):
     root, runs = work_dirs
     lines = _lines(root)
@@ -158,6 +159,7 @@ def test_complete_partial_noeval_missing(work_dirs):
         assert line['status'] == 'not run' and line['ours'] == 'not run' and line['work_dir'] == ''
 
 
+@pytest.mark.slow
 def test_run_override_points_a_row_at_a_test_only_run(work_dirs):
     root, runs = work_dirs
     lines = _lines(root, **{'t1.supervised_in1k': str(root.parent / 'elsewhere' / 'sup_in1k')})
@@ -185,6 +187,7 @@ def test_paper_column_holds_only_the_numbers_the_paper_states():
             assert isinstance(ref['value'], float) and ref['source']
 
 
+@pytest.mark.slow
 def test_cli_writes_markdown_and_csv(work_dirs, tmp_path):
     root, runs = work_dirs
     md, out_csv = tmp_path / 'tables.md', tmp_path / 'tables.csv'

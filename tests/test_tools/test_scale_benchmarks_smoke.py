@@ -6,6 +6,8 @@ import pytest
 
 from tests.test_tools.test_benchmarks_smoke import run_script, table_rows
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.dist
 def test_val_metric_benchmark_equal_map_and_memory_rows():
