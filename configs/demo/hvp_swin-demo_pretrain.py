@@ -43,7 +43,7 @@ view_pipeline = [
          transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.2,
                           hue=0.)]),
 ]
-# the base pipeline (../pretrain/_base_/hvp_two_view_pipeline.py) with these views and 16-px mask
+# the base pipeline (../pretrain/_base_/two_view_pipeline.py) with these views and 16-px mask
 # blocks: 32-px ones (the paper's, for 224 px) leave a 2x2 grid at 64 px
 train_pipeline = [
     dict(t, transforms=[view_pipeline, view_pipeline],
