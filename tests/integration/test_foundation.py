@@ -11,7 +11,7 @@ import torch
 
 import hvp_mtl  # noqa: F401  (the weights_only allow-list for mmengine checkpoints)
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CFG = ROOT / 'configs' / 'pretrain' / 'baselines' / 'simmim_swin-tiny_demo.py'
@@ -37,6 +37,7 @@ def trained(tmp_path_factory):
     return tmp, log
 
 
+@pytest.mark.slow
 def test_two_iterations_write_a_checkpoint(trained):
     tmp, log = trained
     assert (tmp / 'work' / 'iter_2.pth').is_file()
@@ -44,6 +45,7 @@ def test_two_iterations_write_a_checkpoint(trained):
     assert 'Iter(train) [2/2]' in log
 
 
+@pytest.mark.slow
 def test_resume_continues_with_weights_only_loading(trained):
     tmp, _ = trained
     # The checkpoint really holds the objects that torch>=2.6 refuses by default ...
