@@ -15,6 +15,7 @@ setup(
     long_description_content_type='text/markdown',
     packages=find_packages(include=['hvp_mtl', 'hvp_mtl.*']),
     python_requires='>=3.10',
-    install_requires=[],  # the pinned stack is installed by tools/setup_env.sh (mmcv needs a source build)
+    # the pinned stack is installed by tools/setup_env.sh (mmcv needs a source build)
+    install_requires=[],
     license='Apache-2.0',
 )

@@ -22,7 +22,7 @@ Not here, on purpose: the CPU fall-back of a distributed launch
 (:func:`hvp_mtl.engine.runner.enable_cpu_distributed`) is applied explicitly by
 the entry points that start one, never on import. The other known breakages
 are handled where they arise: configs have no top-level ``import``
-(``tests/test_configs.py`` checks it); mmdet's Swin key renaming,
+(``tests/test_configs/test_configs.py`` checks it); mmdet's Swin key renaming,
 ``relative_position_index`` clashes and registry scopes by the downstream
 configs' ``mmpretrain.`` types and the backbone exporter; ``transformers``
 and ``setuptools`` by the environment pins.

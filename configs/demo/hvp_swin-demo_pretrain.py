@@ -25,10 +25,11 @@ model = dict(
     # eq. (1) sums over classes: the paper's alpha_1 = 0.001 is for 11,166 classes. Keeping
     # alpha_1 * C (about 11) as with the paper gives 11166 * 0.001 / 64 = 0.17 for 64 classes.
     loss_weights=dict(mlc=0.17),
-    # Distillation at 64 classes: eq. (6) at T = 1. Measured on this config (300 iterations, 3 seeds,
-    # docs/results/distillation_demo_300iters*.json), student mAP: 36.5 (scoring token, T = 1),
-    # 37.2 (mean token, T = 1), 32.5 without distillation, 28.5 at the paper config's T = 0.07,
-    # whose gradient dominates at alpha_4 = 10 (docs/method.md). As alpha_1 above, a per-scale choice.
+    # Distillation at 64 classes: eq. (6) at T = 1. Measured on this config (300 iterations,
+    # 3 seeds, docs/results/distillation_demo_300iters*.json), student mAP: 36.5 (scoring token,
+    # T = 1), 37.2 (mean token, T = 1), 32.5 without distillation, 28.5 at the paper config's
+    # T = 0.07, whose gradient dominates at alpha_4 = 10 (docs/method.md). As alpha_1 above, a
+    # per-scale choice.
     distill_loss=dict(temperature=1.0),
     # the teacher must follow a student that changes fast in a few hundred steps
     teacher_momentum=0.99)
@@ -42,13 +43,12 @@ view_pipeline = [
          transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.2,
                           hue=0.)]),
 ]
+# the base pipeline (../pretrain/_base_/two_view_pipeline.py) with these views and 16-px mask
+# blocks: 32-px ones (the paper's, for 224 px) leave a 2x2 grid at 64 px
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='MultiViewWithMask', transforms=[view_pipeline, view_pipeline], masked_view=0,
-         # 16-px mask blocks: 32-px ones (the paper's, for 224 px) leave a 2x2 grid at 64 px
-         mask_generator=dict(type='SimMIMMaskGenerator', input_size=img_size, mask_patch_size=16,
-                             model_patch_size=4, mask_ratio=0.6)),
-    dict(type='PackInputs'),
+    dict(t, transforms=[view_pipeline, view_pipeline],
+         mask_generator=dict(t.mask_generator, input_size=img_size, mask_patch_size=16))
+    if t.type == 'MultiViewWithMask' else t for t in _base_.train_pipeline
 ]
 train_dataloader = dict(
     batch_size=32, num_workers=1, persistent_workers=True, pin_memory=False,

@@ -1,11 +1,11 @@
 # HVP-MTL pre-training of Swin-B on Tencent ML-Images (arXiv 2310.07510, §3.3):
 # 16 images/GPU x 64 GPUs = 1024, 30 epochs, AdamW lr 1e-4 wd 0.05, 5-epoch linear warm-up,
 # cosine to 1e-7, bf16 AMP, gradient clipping, two 224-px views (view 0 masked for MIM).
-_base_ = 'mmpretrain::_base_/default_runtime.py'
+_base_ = ['mmpretrain::_base_/default_runtime.py', './_base_/two_view_pipeline.py']
 custom_imports = dict(imports=['hvp_mtl'], allow_failed_imports=False)
 
 num_classes = 11166
-img_size = 224
+img_size = _base_.img_size  # the pipeline's
 
 model = dict(
     type='HVPMTL',
@@ -31,33 +31,14 @@ model = dict(
     distill_loss=dict(type='SymmetricKLDistillationLoss', temperature=0.07),  # ALBEF's
     teacher_momentum=0.995)
 
-# data: two global views of each image; the SimMIM mask (32-px blocks, ratio 0.6, at the
-# backbone's patch grid) applies to view 0; targets travel as soft `gt_score`.
-view_pipeline = [
-    dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.2, 1.0),
-         backend='pillow', interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='RandomApply', prob=0.8,
-         transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.2,
-                                     hue=0.1)]),
-    dict(type='RandAugment', policies='timm_increasing', num_policies=2, total_level=10,
-         magnitude_level=9, magnitude_std=0.5,
-         hparams=dict(pad_val=[104, 116, 124], interpolation='bicubic')),
-]
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='MultiViewWithMask', transforms=[view_pipeline, view_pipeline], masked_view=0,
-         mask_generator=dict(type='SimMIMMaskGenerator', input_size=img_size,
-                             mask_patch_size=32, model_patch_size=4, mask_ratio=0.6)),
-    dict(type='PackInputs'),
-]
+# data: the two-view pipeline of ./_base_/two_view_pipeline.py (view 0 masked for MIM)
 train_dataloader = dict(
     batch_size=16, num_workers=8, persistent_workers=True, pin_memory=True,
     sampler=dict(type='ResumableDefaultSampler', shuffle=True),  # O(1) mid-epoch resume
     collate_fn=dict(type='default_collate'),
     dataset=dict(type='TencentMLImages', data_root='data/ml-images/', ann_file='train.txt',
                  dictionary_file='dictionary_and_semantic_hierarchy.txt',
-                 data_prefix='images/', pipeline=train_pipeline))
+                 data_prefix='images/', pipeline=_base_.train_pipeline))
 
 # optimisation
 optim_wrapper = dict(
@@ -90,7 +71,8 @@ default_hooks = dict(checkpoint=dict(_delete_=True, type='AtomicCheckpointHook',
                      teacher_and_prototypes=dict(type='TeacherAndPrototypesHook'))
 custom_hooks = [
     dict(type='EffectiveBatchHook'),  # logs per-GPU batch x world size, warns != 1024
-    # the epoch-based loop validates at epoch ends only (an epoch is ~17.2k iterations): also every 2000
+    # the epoch-based loop validates at epoch ends only (an epoch is ~17.2k iterations):
+    # also every 2000
     dict(type='IterIntervalValHook', interval=2000),
 ]
 # DDP: every parameter gets a gradient each step (frozen SwAV prototypes stay in the graph,

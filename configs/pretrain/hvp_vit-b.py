@@ -4,18 +4,16 @@ _base_ = './hvp_swin-b.py'
 custom_imports = dict(imports=['hvp_mtl'], allow_failed_imports=False)
 
 model = dict(
-    backbone=dict(_delete_=True, type='MaskedViT', arch='base', img_size=224, patch_size=16,
-                  drop_path_rate=0.1, out_type='featmap', out_indices=-1, final_norm=True),
+    backbone=dict(_delete_=True, type='MaskedViT', arch='base', img_size=_base_.img_size,
+                  patch_size=16, drop_path_rate=0.1, out_type='featmap', out_indices=-1,
+                  final_norm=True),
     mlc_head=dict(in_channels=768),
     swav_head=dict(in_channels=768),
     mim_head=dict(in_channels=768, encoder_stride=16))
 
+# the base pipeline with the mask at the ViT's 16-px patch grid
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='MultiViewWithMask', transforms=[_base_.view_pipeline, _base_.view_pipeline],
-         masked_view=0,
-         mask_generator=dict(type='SimMIMMaskGenerator', input_size=224, mask_patch_size=32,
-                             model_patch_size=16, mask_ratio=0.6)),
-    dict(type='PackInputs'),
+    dict(t, mask_generator=dict(t.mask_generator, model_patch_size=16))
+    if t.type == 'MultiViewWithMask' else t for t in _base_.train_pipeline
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

@@ -1,8 +1,9 @@
 # MCL pre-training of Swin-B + FPN on the project's data (Tencent ML-Images), the MCL method of
 # mcl_r50-fpn_32xb128-lars-coslr-100e_in1k.py with the optimisation of HVP-MTL's Swin-B recipe
-# (hvp_swin-b.py: AdamW lr 1e-4 wd 0.05 at a total batch of 1024, 5-epoch warm-up, cosine, 30 epochs,
-# bf16, clip 5): LARS is a ResNet recipe. 32 GPUs x 32 images; montage levels [32, 8, 2, 1] per GPU.
-# Swin's stages (strides 4..32) give the same 56/28/14/7 maps as ResNet at 224 px. docs/MCL.md
+# (hvp_swin-b.py: AdamW lr 1e-4 wd 0.05 at a total batch of 1024, 5-epoch warm-up, cosine,
+# 30 epochs, bf16, clip 5): LARS is a ResNet recipe. 32 GPUs x 32 images; montage levels
+# [32, 8, 2, 1] per GPU. Swin's stages (strides 4..32) give the same 56/28/14/7 maps as ResNet
+# at 224 px. docs/MCL.md
 _base_ = './mcl_r50-fpn_32xb128-lars-coslr-100e_in1k.py'
 
 model = dict(

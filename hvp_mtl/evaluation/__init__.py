@@ -1,16 +1,21 @@
 """Evaluation during and after pre-training: multi-label metrics for soft
 targets, a subset-then-full validation loop and the kNN probe."""
-from .feature_extraction import (RankShardSampler, build_sharded_dataloader,
-                                 extract_features, gather_shards,
-                                 resolve_backbone)
+from .class_chunked_ap import average_precision_per_class, class_chunked_average_precision
+from .feature_extraction import (
+                                 RankShardSampler,
+                                 build_sharded_dataloader,
+                                 extract_features,
+                                 gather_shards,
+                                 resolve_backbone,
+)
 from .iter_interval_val_hook import IterIntervalValHook
 from .knn_classifier import knn_neighbours, topk_accuracy, weighted_knn_scores
 from .knn_probe import run_knn_probe
-from .class_chunked_ap import (average_precision_per_class,
-                               class_chunked_average_precision)
-from .multi_label_metrics import (SoftTargetAveragePrecision,
-                                  SoftTargetMultiLabelMetric,
-                                  binarize_soft_targets)
+from .multi_label_metrics import (
+                                 SoftTargetAveragePrecision,
+                                 SoftTargetMultiLabelMetric,
+                                 binarize_soft_targets,
+)
 from .multi_label_val_loop import MultiLabelValLoop, evenly_spaced_indices
 
 __all__ = [

@@ -1,8 +1,8 @@
 # Mask R-CNN R50-FPN 1x on COCO from an MCL pre-training (arXiv 2304.02010: 42.5 box AP / 38.3 mask
 # AP after 100 epochs on ImageNet): MCL's transfer carries the backbone, the FPN and the 4 convs of
 # its cell head into a 4conv1fc box head, with SyncBN in backbone, FPN and box head (the official
-# transfer uses Detectron2's coco_R_50_FPN_CONV_1x_moco.yaml). Standard mmdet 1x schedule: 12 epochs,
-# SGD lr 0.02 at batch 16, steps at 8 and 11.
+# transfer uses Detectron2's coco_R_50_FPN_CONV_1x_moco.yaml). Standard mmdet 1x schedule:
+# 12 epochs, SGD lr 0.02 at batch 16, steps at 8 and 11.
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 
 custom_imports = dict(imports=['hvp_mtl'], allow_failed_imports=False)

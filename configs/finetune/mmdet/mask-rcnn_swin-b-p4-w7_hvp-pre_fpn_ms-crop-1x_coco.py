@@ -3,28 +3,16 @@
 # (8 GPUs x 2 images), AdamW, and the Swin multi-scale training recipe
 # (480-800 multi-scale resize with the DETR random crop) of mmdet's Swin config.
 #
-# The backbone is mmpretrain's SwinTransformer (scoped type): it takes the
-# exported mmpretrain-layout keys as they are. mmdet's own SwinTransformer with
-# convert_weights=True would silently load nothing from such a file.
-_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
+# Backbone, optimizer and load check: ../_base_/hvp-swin-b_downstream.py.
+_base_ = [
+    'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py',
+    '../_base_/hvp-swin-b_downstream.py',
+]
 
 custom_imports = dict(imports=['hvp_mtl'], allow_failed_imports=False)
 
-# Exported by tools/model_converters/hvp_to_backbone.py; override with
-# --cfg-options checkpoint=PATH (or model.backbone.init_cfg.checkpoint=PATH).
-checkpoint = 'work_dirs/hvp_swin-b/backbone.pth'
-
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='mmpretrain.SwinTransformer',
-        arch='base',
-        img_size=224,
-        drop_path_rate=0.3,
-        out_indices=(0, 1, 2, 3),
-        pad_small_map=True,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=checkpoint, prefix='backbone.')),
+    backbone=dict(_delete_=True, **_base_.hvp_swin_b_backbone),
     neck=dict(in_channels=[128, 256, 512, 1024]))
 
 max_epochs = 12
@@ -42,34 +30,8 @@ param_scheduler = [
         gamma=0.1)
 ]
 
-# AdamW with layer-wise lr decay over the Swin blocks (neck and heads at the
-# full lr); no weight decay on norms, biases and position tables.
+# the shared AdamW with layer decay replaces the base's optimizer and parameter groups
 optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(
-        _delete_=True,
-        type='AdamW',
-        lr=1e-4,
-        betas=(0.9, 0.999),
-        weight_decay=0.05),
-    constructor='mmpretrain.BackboneLayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(
-        _delete_=True,
-        layer_decay_rate=0.9,
-        custom_keys={
-            '.norm': dict(decay_mult=0.0),
-            '.bias': dict(decay_mult=0.0),
-            '.absolute_pos_embed': dict(decay_mult=0.0),
-            '.relative_position_bias_table': dict(decay_mult=0.0)
-        }))
-
-# Stops the run unless every backbone tensor is loaded from `checkpoint`.
-# HVP-MTL pre-training reads only the last stage (out_indices=(3, )), so the
-# output norms of stages 0-2 are new here, like the FPN; if the checkpoint has
-# them they must load like every other key.
-custom_hooks = [
-    dict(
-        type='mmpretrain.PretrainedLoadCheckHook',
-        config_checkpoint=checkpoint,
-        ignore_missing=[r'^norm[0-2]\.'])
-]
+    _base_.layer_decay_optim_wrapper,
+    optimizer=dict(_delete_=True, **_base_.layer_decay_optim_wrapper.optimizer),
+    paramwise_cfg=dict(_delete_=True, **_base_.layer_decay_optim_wrapper.paramwise_cfg))

@@ -1,5 +1,6 @@
 # mmpretrain's own SimMIM on a tiny Swin, CPU-sized: the baseline the HVP-MTL step is compared with
-# (tools/perf) and the smallest real pre-training run of the stack (tests/test_foundation.py).
+# (tools/perf) and the smallest real pre-training run of the stack
+# (tests/integration/test_foundation.py).
 _base_ = 'mmpretrain::simmim/simmim_swin-base-w6_8xb256-amp-coslr-100e_in1k-192px.py'
 custom_imports = dict(imports=['hvp_mtl'], allow_failed_imports=False)
 
@@ -25,8 +26,8 @@ train_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root, data_prefix='', ann_file='',
-                 with_label=False, pipeline=train_pipeline))
+    dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root, data_prefix='',
+                 ann_file='', with_label=False, pipeline=train_pipeline))
 
 optim_wrapper = dict(_delete_=True, type='OptimWrapper',
                      optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),

@@ -1,0 +1,1 @@
+"""Shared test helpers: tiny configs, evaluation runs and reference implementations."""
