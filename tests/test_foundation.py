@@ -28,7 +28,7 @@ def _train(work_dir, data_root, max_iters, *extra):
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-    from run_demo import write_images
+    from hvp_mtl.datasets.demo_world.writers import write_images
     tmp = tmp_path_factory.mktemp('foundation')
     write_images(tmp / 'images', 8, size=72)
     log = _train(tmp / 'work', tmp / 'images', 2)

@@ -4,7 +4,7 @@
 # check) on the demo world's ADE20K-layout shape segmentation (background + 6 shapes, label 0 =
 # object outlines, ignored by reduce_zero_label as in ADE20K). Deltas for a few CPU minutes: the
 # demo's small Swin (window 4, as pre-trained), 64-px crops, 64/32-channel heads, fp32, lr and
-# schedule for batch 8. tools/run_demo.py sets data_root, the iterations and the checkpoint.
+# schedule for batch 8. demo/run_demo.py sets data_root, the iterations and the checkpoint.
 _base_ = '../finetune/mmseg/upernet_swin-b-p4-w7_hvp-pre_8xb2-160k_ade20k-512x512.py'
 custom_imports = dict(imports=['hvp_mtl'], allow_failed_imports=False)
 

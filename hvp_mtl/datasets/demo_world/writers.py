@@ -167,3 +167,19 @@ def write_ade(root: str, rng: np.random.Generator, num_images: int, size: int):
             os.makedirs(osp.join(root, 'annotations', split), exist_ok=True)
             Image.fromarray(label).save(
                 osp.join(root, 'annotations', split, stem + '.png'), format='PNG')
+
+
+def write_images(out_dir, num, size=80, seed=0):
+    """Write ``num`` PNGs of random coloured shapes (unlabelled images for SimMIM smoke runs)."""
+    from PIL import ImageDraw
+    rng = np.random.default_rng(seed)
+    os.makedirs(out_dir, exist_ok=True)
+    for i in range(num):
+        img = Image.new('RGB', (size, size), tuple(int(c) for c in rng.integers(0, 256, 3)))
+        draw = ImageDraw.Draw(img)
+        for _ in range(int(rng.integers(1, 4))):
+            x0, y0 = (int(v) for v in rng.integers(0, size // 2, 2))
+            x1, y1 = x0 + int(rng.integers(8, size // 2)), y0 + int(rng.integers(8, size // 2))
+            fill = tuple(int(c) for c in rng.integers(0, 256, 3))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=fill)
+        img.save(osp.join(out_dir, f'{i:05d}.png'))
