@@ -45,6 +45,10 @@ def parse_args(argv=None):
                         'seed)')
     parser.add_argument('--seeds', type=int, default=1,
                         help='repeat pre-training and every fine-tune with seeds 0..N-1')
+    parser.add_argument('--first-seed', type=int, default=0,
+                        help='run seeds K..K+N-1 instead: processes with different first seeds '
+                        'can share one work dir (generate the world first); a final call with '
+                        '--seeds covering them all writes the combined results')
     parser.add_argument('--method', choices=['hvp', 'mcl', 'both'], default='hvp',
                         help='pre-training(s) compared with random init')
     parser.add_argument('--ablations', action='store_true',
@@ -93,7 +97,7 @@ def main(argv=None):
     data = args.data_root or osp.join(ROOT, 'data', 'demo', args.size)
     demo = Demo(args.work_dir, data, args.size, args.force, args.tensorboard)
     os.makedirs(demo.work_dir, exist_ok=True)
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     methods = ('hvp', 'mcl') if args.method == 'both' else (args.method, )
     tables = table_specs(methods, args.ablations, args.sizes, args.tasks)
     print(f'Demo, size {args.size}, seeds {seeds}, pre-training {" + ".join(methods)}: work dir '
@@ -101,7 +105,7 @@ def main(argv=None):
 
     demo.make_world()
     run_tables(demo, tables, seeds)
-    if not args.no_figures and 'hvp' in methods:
+    if not args.no_figures and 'hvp' in methods and 0 in seeds:
         main_dir = seed_dir(demo.work_dir, 0)
         demo.figures(osp.join(main_dir, 'pretrain_hvp'),
                      osp.join(main_dir, 'pretrain_hvp', f'iter_{demo.size["pretrain"]}.pth'))

@@ -125,3 +125,32 @@ def test_progress_bar_follows_the_scalars_file_of_the_new_launch(tmp_path):
     assert '#' * 24 in bars[1] and 'loss 0.1000' in bars[1] and 'mim 0.5000' in bars[1]
     assert lines[-1].startswith('stage') and 'done in' in lines[-1]
     assert 'a log line' in (tmp_path / 'log').read_text()
+
+
+def test_ablation_layout_has_a_line_per_pre_training_and_the_difference_in_the_cell():
+    from hvp_mtl.apis.demo import table_specs
+    spec = table_specs(('hvp', ), ablations=True, sizes=True, tasks=['probe', 'seg'])
+    abl = spec['ablations']
+    assert list(abl['arms'])[0] == 'full' and list(abl['arms'])[-1] == 'random'
+    assert ['wo_mim', 'full'] in abl['comparisons'] and ['full', 'random'] in abl['comparisons']
+    assert abl['tasks'] == ('probe', 'seg') and spec['main']['tasks'] == ('probe', 'seg')
+    assert spec['sizes']['comparisons'] == [['demo_hvp', 'demo_random'], ['wide_hvp', 'wide_random']]
+    # the shared arms point at the main runs: they run once
+    assert abl['runs']['full'][:2] == spec['main']['runs']['hvp'][:2] == ('main', 'hvp')
+    assert spec['sizes']['runs']['wide_hvp'][:2] == ('size_wide', 'hvp')
+    values = dict(full=[30., 32.], wo_multilabel=[20., 21.], wo_contrastive=[31., 33.],
+                  wo_mim=[29., 33.], wo_distillation=[None, None], random=[10., 11.])
+    table = dict(title='Table 5', layout='by_arm', arms=abl['arms'],
+                 comparisons=abl['comparisons'],
+                 rows=[dict(task='seg', toolkit='mmseg', model='UperNet', metric='mIoU',
+                            values=values)])
+    results = _results([1., 2.], [1., 2.])
+    results['tables'] = dict(ablations=table)
+    lines = [line for line in render_results(results).splitlines() if line.startswith('| ')]
+    assert len(lines) == 1 + len(abl['arms'])  # header + one line per pre-training
+    wo_ml = next(line for line in lines if line.startswith('| w/o multi-label'))
+    # SE = sqrt(2/2 + 0.5/2) = 1.12
+    assert '20.50 ± 0.71 (n = 2)<br>-10.50 ± 1.12: hurt' in wo_ml
+    assert 'not measured' in next(line for line in lines if 'distillation' in line)
+    full = next(line for line in lines if line.startswith('| HVP-MTL, all four tasks'))
+    assert '31.00 ± 1.41 (n = 2)<br>+20.50 ± 1.12: helped' in full

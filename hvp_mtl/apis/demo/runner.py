@@ -5,6 +5,7 @@ in mmpretrain, mmdet and mmseg from it and from random initialisation, and probe
 features; every stage is logged to ``<work-dir>/logs/<stage>.log`` and timed (wall and CPU) in
 ``<work-dir>/stages.json``. Finished stages are skipped when the demo is run again.
 """
+import fcntl
 import json
 import os
 import os.path as osp
@@ -132,11 +133,21 @@ class Demo:
                 print(''.join(f.readlines()[-40:]))
             raise SystemExit(f'stage {stage} failed (exit {code})')
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        self.stages[stage] = dict(wall=round(wall, 1), cpu=round(cpu, 1))
-        tmp = self.stages_file + '.tmp'
-        with open(tmp, 'w', encoding='utf-8') as f:
-            json.dump(self.stages, f, indent=1)
-        os.replace(tmp, self.stages_file)
+        self.record_stage(stage, dict(wall=round(wall, 1), cpu=round(cpu, 1)))
+
+    def record_stage(self, stage, times):
+        """Add one stage's times to ``stages.json``, merged under a lock with what other demo
+        processes on the same work dir (other ``--first-seed``) wrote meanwhile."""
+        with open(self.stages_file + '.lock', 'w') as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if osp.isfile(self.stages_file):
+                with open(self.stages_file, encoding='utf-8') as f:
+                    self.stages.update(json.load(f))
+            self.stages[stage] = times
+            tmp = self.stages_file + f'.{os.getpid()}.tmp'
+            with open(tmp, 'w', encoding='utf-8') as f:
+                json.dump(self.stages, f, indent=1)
+            os.replace(tmp, self.stages_file)
 
     # ------------------------------------------------------------------ stages
     def make_world(self):
