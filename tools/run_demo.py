@@ -50,19 +50,19 @@ SIZES = {
          det=1,
          seg=4),
     'small':
-    dict(world=dict(num_pretrain=256, num_cls=192, num_det=96, num_seg=96),
+    dict(world=dict(num_pretrain=256, num_cls=800, num_det=96, num_seg=96),
          pretrain=120,
          batch=32,
-         cls=6,
+         cls=3,
          det=4,
-         seg=120),
+         seg=300),
     'default':
-    dict(world=dict(num_pretrain=512, num_cls=384, num_det=192, num_seg=192),
+    dict(world=dict(num_pretrain=512, num_cls=1600, num_det=192, num_seg=192),
          pretrain=300,
          batch=32,
-         cls=10,
+         cls=4,
          det=6,
-         seg=200),
+         seg=400),
 }
 # Table 5: the loss weights set to 0 (distillation needs the multi-label decoder).
 ABLATION_WEIGHTS = dict(wo_multilabel=dict(mlc=0, distill=0),
