@@ -10,7 +10,7 @@ custom_imports = dict(imports=['hvp_mtl'], allow_failed_imports=False)
 
 data_root = 'data/demo/default/cls/'
 img_size = 64
-max_epochs = 10
+max_epochs = 4
 checkpoint = 'work_dirs/demo/backbone.pth'
 classes = ['circle', 'cross', 'hexagon', 'square', 'star', 'triangle']
 

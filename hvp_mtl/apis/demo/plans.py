@@ -75,7 +75,8 @@ def table_specs(methods=('hvp', ), ablations=False, sizes=False, tasks=None):
     if tasks:
         for table in tables.values():
             table['tasks'] = tuple(t for t in table['tasks'] if t in tasks)
-    return tables
+    # run order (seed by seed): the main arms, the other size, then the ablations
+    return {name: tables[name] for name in ('main', 'sizes', 'ablations') if name in tables}
 
 
 def run_tables(demo, tables, seeds):

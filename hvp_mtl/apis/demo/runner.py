@@ -35,19 +35,19 @@ SIZES = {
          det=1,
          seg=4),
     'small':
-    dict(world=dict(num_pretrain=256, num_cls=192, num_det=96, num_seg=96),
+    dict(world=dict(num_pretrain=256, num_cls=800, num_det=96, num_seg=96),
          pretrain=120,
          batch=32,
-         cls=6,
+         cls=3,
          det=4,
-         seg=120),
+         seg=300),
     'default':
-    dict(world=dict(num_pretrain=512, num_cls=384, num_det=192, num_seg=192),
+    dict(world=dict(num_pretrain=512, num_cls=1600, num_det=192, num_seg=192),
          pretrain=300,
          batch=32,
-         cls=10,
+         cls=4,
          det=6,
-         seg=200),
+         seg=400),
 }
 # Table 6: the demo Swin and a wider, deeper one (stage widths C, 2C, 4C, 8C)
 ARCHS = dict(demo=dict(embed_dims=32, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8]),
