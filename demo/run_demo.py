@@ -65,6 +65,9 @@ def parse_args(argv=None):
                         help='skip the loss curves and MIM picture')
     parser.add_argument('--tensorboard', action='store_true',
                         help='also log to TensorBoard (<run>/<timestamp>/vis_data/events.*)')
+    parser.add_argument('--report-only', action='store_true',
+                        help='run nothing: write results.json/.md and the charts from the runs '
+                        'already in the work dir (missing runs read "not measured")')
     parser.add_argument('--render-docs', nargs='*', metavar='MARKDOWN',
                         help='only regenerate the demo tables of these Markdown files (default '
                         'README.md docs/RESULTS.md) from the results files their markers name')
@@ -103,9 +106,10 @@ def main(argv=None):
     print(f'Demo, size {args.size}, seeds {seeds}, pre-training {" + ".join(methods)}: work dir '
           f'{demo.work_dir}, data {demo.data}')
 
-    demo.make_world()
-    run_tables(demo, tables, seeds)
-    if not args.no_figures and 'hvp' in methods and 0 in seeds:
+    if not args.report_only:
+        demo.make_world()
+        run_tables(demo, tables, seeds)
+    if not (args.no_figures or args.report_only) and 'hvp' in methods and 0 in seeds:
         main_dir = seed_dir(demo.work_dir, 0)
         demo.figures(osp.join(main_dir, 'pretrain_hvp'),
                      osp.join(main_dir, 'pretrain_hvp', f'iter_{demo.size["pretrain"]}.pth'))
