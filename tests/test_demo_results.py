@@ -134,7 +134,8 @@ def test_ablation_layout_has_a_line_per_pre_training_and_the_difference_in_the_c
     assert list(abl['arms'])[0] == 'full' and list(abl['arms'])[-1] == 'random'
     assert ['wo_mim', 'full'] in abl['comparisons'] and ['full', 'random'] in abl['comparisons']
     assert abl['tasks'] == ('probe', 'seg') and spec['main']['tasks'] == ('probe', 'seg')
-    assert spec['sizes']['comparisons'] == [['demo_hvp', 'demo_random'], ['wide_hvp', 'wide_random']]
+    assert spec['sizes']['comparisons'] == [['demo_hvp', 'demo_random'],
+                                            ['wide_hvp', 'wide_random']]
     # the shared arms point at the main runs: they run once
     assert abl['runs']['full'][:2] == spec['main']['runs']['hvp'][:2] == ('main', 'hvp')
     assert spec['sizes']['runs']['wide_hvp'][:2] == ('size_wide', 'hvp')

@@ -61,7 +61,7 @@ def fit_linear_probe(features: torch.Tensor,
 
 @torch.no_grad()
 def predict_linear_probe(weight: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-    """Class indices ``argmax(x W^T + b)``, ``[N]``, for ``weight`` from :func:`fit_linear_probe`."""
+    """Class indices ``argmax(x W^T + b)``, ``[N]``; ``weight`` from :func:`fit_linear_probe`."""
     return (features.double() @ weight[:, :-1].T + weight[:, -1]).argmax(1)
 
 

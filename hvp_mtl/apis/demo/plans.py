@@ -10,7 +10,8 @@ import shlex
 import subprocess
 import sys
 
-from .runner import ABLATION_WEIGHTS, ROOT
+from .recipes import ABLATION_WEIGHTS
+from .runner import ROOT
 from .table import ABLATIONS, INITS, collect_table, read_stages
 
 __all__ = ['table_specs', 'run_tables', 'build_results']

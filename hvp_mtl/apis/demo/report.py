@@ -20,8 +20,8 @@ from .stats import VERDICT_RULE, compare, summarise
 
 __all__ = ['render_results', 'render_table', 'update_generated_blocks', 'closing_note']
 
-BLOCK = re.compile(r'(<!-- demo-table:start (?P<file>\S+) -->\n)(?P<body>.*?)(<!-- demo-table:end -->)',
-                   re.S)
+BLOCK = re.compile(
+    r'(<!-- demo-table:start (?P<file>\S+) -->\n)(?P<body>.*?)(<!-- demo-table:end -->)', re.S)
 
 
 def _cell(values):
