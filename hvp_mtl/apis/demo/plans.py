@@ -62,14 +62,14 @@ def table_specs(methods=('hvp', ), ablations=False, sizes=False, tasks=None):
         abl['comparisons'].append(['full', 'random'])
         tables['ablations'] = abl
     if sizes:
-        size = dict(title='Table 6 at demo scale: gain over random init per backbone size',
+        size = dict(title='Table 6 at demo scale: gain over random init per backbone size (demo '
+                    'Swin: C = 32, depths 2-2-2-2; wide Swin: C = 48, depths 2-2-4-2)',
                     layout='by_metric', tasks=TRANSFER_TASKS, arms={}, runs={}, comparisons=[])
-        for arch, label in (('demo', 'demo Swin (C = 32, depths 2-2-2-2)'),
-                            ('wide', 'wider/deeper Swin (C = 48, depths 2-2-4-2)')):
+        for arch in ('demo', 'wide'):
             group = 'main' if arch == 'demo' else f'size_{arch}'
             for init in ('hvp', 'random'):
                 arm = f'{arch}_{init}'
-                size['arms'][arm] = f'{label}, {labels[init]}'
+                size['arms'][arm] = f'{arch} Swin, {dict(hvp="HVP-MTL", random="random")[init]}'
                 size['runs'][arm] = (group, init, None if init == 'random' else init, None, arch)
             size['comparisons'].append([f'{arch}_hvp', f'{arch}_random'])
         tables['sizes'] = size
