@@ -12,7 +12,7 @@ env:
 	@bash tools/setup_env.sh
 
 demo: env
-	$(PY) tools/run_demo.py $(DEMO_ARGS)
+	$(PY) demo/run_demo.py $(DEMO_ARGS)
 
 test: env
 	$(PY) -m ruff check .

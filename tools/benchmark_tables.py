@@ -46,7 +46,7 @@ def parse_args(argv=None):
         help='point a row at a work dir, e.g. t2.supervised_in1k=work_dirs/swin-b_sup')
     parser.add_argument('--tables', nargs='+', type=int, help='only these tables (default: all)')
     parser.add_argument('--paper-tables', default=PAPER_TABLES, help='table definitions (YAML)')
-    parser.add_argument('--demo', help='a tools/run_demo.py work dir whose table to append')
+    parser.add_argument('--demo', help='a demo/run_demo.py work dir whose table to append')
     parser.add_argument('--only-stated',
                         action='store_true',
                         help='leave out rows with neither a paper/reference number nor a run')

@@ -1,7 +1,7 @@
 # The demo's HVP-MTL pre-training: the Swin-T config (configs/pretrain/hvp_swin-t.py) shrunk to
 # run on a laptop CPU on the generated demo world (64 classes, 64-px images). Only sizes change; the
 # four objectives, their loss functions, the two-view pipeline with the SimMIM mask on view 0, the
-# AdamW settings and the EMA teacher are the real ones. tools/run_demo.py sets data_root, the number
+# AdamW settings and the EMA teacher are the real ones. demo/run_demo.py sets data_root, the number
 # of iterations and the schedule length for the chosen --size.
 _base_ = '../pretrain/hvp_swin-t.py'
 custom_imports = dict(imports=['hvp_mtl'], allow_failed_imports=False)

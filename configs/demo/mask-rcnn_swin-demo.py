@@ -4,7 +4,7 @@
 # the demo world's COCO-format shapes (6 classes, 64-px images shown to the detector at 128 px).
 # Deltas for a few CPU minutes: the demo's small Swin (window 4, as pre-trained), a 64-channel FPN
 # and heads, fewer proposals and RoI samples, a single-scale resize, fp32, lr and schedule for
-# batch 8. tools/run_demo.py sets data_root, the epochs and the checkpoint (or random init).
+# batch 8. demo/run_demo.py sets data_root, the epochs and the checkpoint (or random init).
 _base_ = '../finetune/mmdet/mask-rcnn_swin-b-p4-w7_hvp-pre_fpn_ms-crop-1x_coco.py'
 custom_imports = dict(imports=['hvp_mtl'], allow_failed_imports=False)
 

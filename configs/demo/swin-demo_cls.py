@@ -3,14 +3,14 @@
 # 6-class shape classification (ImageNet layout, 64 px), with the demo's small Swin. Deltas for a
 # few CPU minutes: the backbone size, 64-px crops, no Mixup/CutMix/RandAugment/RandomErasing
 # (regularisers for 100 ImageNet epochs that only slow a few-epoch run down), fp32, lr and schedule
-# for batch 32. tools/run_demo.py sets data_root, the epochs and the checkpoint (HVP-MTL init) or
+# for batch 32. demo/run_demo.py sets data_root, the epochs and the checkpoint (HVP-MTL init) or
 # removes the Pretrained init_cfg and its check hook (random init).
 _base_ = '../finetune/mmpretrain/swin-tiny-w7_hvp-pre_8xb256-coslr-100e_in1k.py'
 custom_imports = dict(imports=['hvp_mtl'], allow_failed_imports=False)
 
 data_root = 'data/demo/default/cls/'
 img_size = 64
-max_epochs = 10
+max_epochs = 4
 checkpoint = 'work_dirs/demo/backbone.pth'
 classes = ['circle', 'cross', 'hexagon', 'square', 'star', 'triangle']
 

@@ -1,6 +1,7 @@
-"""The main job end to end at its smallest size: generate the world, pre-train HVP-MTL, export,
-fine-tune and evaluate in mmpretrain, mmdet and mmseg from the export and from random init, and
-print one table whose numbers are the ones the evaluation runs logged."""
+"""The main job end to end at its smallest size, with two seeds and both pre-trainings: generate
+the world, pre-train HVP-MTL and MCL, export, fine-tune and evaluate in mmpretrain, mmdet and
+mmseg from each export and from random init, probe the frozen features, and write one results
+file whose numbers are the ones the evaluation runs logged, per seed."""
 import json
 import pathlib
 import re
@@ -9,18 +10,21 @@ import sys
 
 import pytest
 
+from hvp_mtl.apis.demo.table import DEMO_METRICS, finetune_dir, probe_file, seed_dir
+from hvp_mtl.apis.work_dir_logs import evaluations
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / 'tools' / 'analysis_tools'))
-from demo_table import DEMO_METRICS, INITS, finetune_dir  # noqa: E402
-from work_dir_logs import evaluations  # noqa: E402
+SEEDS = (0, 1)
+INITS = ('hvp', 'mcl', 'random')
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _demo(work_dir, data_root, timeout=840):
+def _demo(work_dir, data_root, timeout=1500):
     """Run the tiny demo; on a timeout SIGTERM lets it stop its running stage first."""
-    cmd = [sys.executable, str(ROOT / 'tools' / 'run_demo.py'), '--size', 'tiny',
-           '--work-dir', str(work_dir), '--data-root', str(data_root)]
+    cmd = [sys.executable, str(ROOT / 'demo' / 'run_demo.py'), '--size', 'tiny', '--seeds',
+           str(len(SEEDS)), '--method', 'both', '--work-dir', str(work_dir), '--data-root',
+           str(data_root)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
@@ -40,55 +44,86 @@ def demo(tmp_path_factory):
     return tmp, proc.stdout
 
 
-def test_table_has_a_measured_number_per_toolkit_and_init(demo):
+def test_every_number_is_the_one_its_run_logged_per_seed(demo):
     tmp, stdout = demo
     work = tmp / 'work'
-    table = (work / 'results.md').read_text()
-    assert table in stdout  # what is printed is what is written
     results = json.loads((work / 'results.json').read_text())
-    assert {e['toolkit'] for e in results['downstream']} == {'mmpretrain', 'mmdet', 'mmseg'}
-    for entry in results['downstream']:
-        for init, _ in INITS:
-            value = entry[init]
-            assert value is not None and 0.0 <= value <= 100.0, (entry, init)
-            row = next(line for line in table.splitlines() if line.startswith(
-                f'| {entry["toolkit"]} | {entry["model"]} | {entry["metric"]} |'))
-            assert f'{value:.2f}' in row
-    # the numbers are those the toolkit's evaluator logged (once, at the end of each fine-tune)
-    for task, toolkit, _, metric, key, scale in DEMO_METRICS:
-        for init, _ in INITS:
-            evals = evaluations(finetune_dir(str(work), task, init))
-            assert len(evals) == 1 and evals[0]['kind'] == 'val', (task, init)
-            logged = evals[0]['metrics'][key] * scale
-            entry = next(e for e in results['downstream']
-                         if e['toolkit'] == toolkit and e['metric'] == metric)
-            assert entry[init] == pytest.approx(logged)
-    assert re.search(r'pre-training (helped|did not help)|no difference', stdout)
+    assert results['seeds'] == list(SEEDS) and re.fullmatch(r'[0-9a-f]{40}', results['commit'])
+    assert results['command'].startswith('python demo/run_demo.py --size tiny')
+    table = results['tables']['main']
+    assert list(table['arms']) == list(INITS)
+    assert table['comparisons'] == [['hvp', 'random'], ['mcl', 'random']]
+    rows = {(r['toolkit'], r['model'], r['metric']): r for r in table['rows']}
+    assert len(rows) == len(DEMO_METRICS)
+    for task, toolkit, model, metric, key, scale in DEMO_METRICS:
+        row = rows[(toolkit, model, metric)]
+        for init in INITS:
+            assert len(row['values'][init]) == len(SEEDS)
+            for seed, value in zip(SEEDS, row['values'][init]):
+                assert value is not None and 0.0 <= value <= 100.0, (row, init, seed)
+                if task == 'probe':
+                    probe = json.loads(pathlib.Path(probe_file(str(work), init, seed)).read_text())
+                    logged = probe[key.split('/')[0]]['top1']
+                else:  # the toolkit's evaluator ran once, at the end of each fine-tune
+                    evals = evaluations(finetune_dir(str(work), task, init, seed))
+                    assert len(evals) == 1 and evals[0]['kind'] == 'val', (task, init, seed)
+                    logged = evals[0]['metrics'][key] * scale
+                assert value == pytest.approx(logged)
+    text = (work / 'results.md').read_text()
+    assert text in stdout  # what is printed is what is written
+    assert re.search(r'\d+\.\d\d ± \d+\.\d\d \(n = 2\)', text)
+    assert re.search(r'helped|hurt|within seed spread', text)
+    assert (work / 'main_chart.png').stat().st_size > 5_000
+
+
+def test_the_seed_reaches_every_run(demo):
+    tmp, _ = demo
+    work = tmp / 'work'
+    for seed in SEEDS:
+        runs = [pathlib.Path(seed_dir(str(work), seed)) / f'pretrain_{m}' for m in ('hvp', 'mcl')]
+        runs += [pathlib.Path(finetune_dir(str(work), t, i, seed)) for t in ('cls', 'det', 'seg')
+                 for i in INITS]
+        for run in runs:
+            dumped = sorted(run.glob('*.py'))
+            assert dumped and f'seed={seed}' in dumped[-1].read_text(), run
+    # a different seed is a different random initialisation
+    random_rows = [r['values']['random'] for r in
+                   json.loads((work / 'results.json').read_text())['tables']['main']['rows']]
+    assert any(v[0] != v[1] for v in random_rows)
 
 
 def test_every_stage_ran_as_a_logged_subprocess(demo):
     tmp, stdout = demo
     work = tmp / 'work'
     stages = json.loads((work / 'stages.json').read_text())
-    expected = ['data', 'pretrain', 'export'
-                ] + [f'{t} {i}' for t in ('cls', 'det', 'seg') for i in ('hvp', 'random')]
+    expected = ['data']
+    for seed in SEEDS:
+        expected += [f's{seed} {s} {m}' for m in ('hvp', 'mcl') for s in ('pretrain', 'export')]
+        expected += [f's{seed} {t} {i}' for t in ('cls', 'probe', 'det', 'seg') for i in INITS]
     for stage in expected:
-        assert stages[stage] > 0 and stages[f'{stage} (cpu)'] > 0, stage
+        assert stages[stage]['wall'] > 0 and stages[stage]['cpu'] > 0, stage
         log = (work / 'logs' / (stage.replace(' ', '_') + '.log')).read_text()
-        assert log.startswith('+ ') and 'tools/' in log.splitlines()[0]
-    pretrain_log = (work / 'logs' / 'pretrain.log').read_text()
-    for task in ('loss_mlc', 'loss_swav', 'loss_mim', 'loss_distill'):
-        assert task in pretrain_log  # every objective is trained and logged
-    assert 'pretrain' in stdout and '####' in stdout  # the progress bar
-    assert (work / 'backbone.pth').is_file()
+        assert log.startswith('+ ') and re.search(r'(tools|demo)/', log.splitlines()[0])
+    for seed in SEEDS:
+        hvp_log = (work / 'logs' / f's{seed}_pretrain_hvp.log').read_text()
+        for task in ('loss_mlc', 'loss_swav', 'loss_mim', 'loss_distill'):
+            assert task in hvp_log  # every objective is trained and logged
+        assert 'loss_q_level_3' in (work / 'logs' / f's{seed}_pretrain_mcl.log').read_text()
+        for task in ('det', 'seg'):  # MCL's export loads completely into mmdet and mmseg
+            log = (work / 'logs' / f's{seed}_{task}_mcl.log').read_text()
+            assert re.search(r'Pretrained load check: (\d+)/\1 tensors of model.backbone '
+                             r'loaded from \S+backbone_mcl.pth \(100.0%\)', log), task
+    assert 's0 pretrain hvp' in stdout and '####' in stdout  # the progress bar
     assert (work / 'pretrain_loss_curves.png').stat().st_size > 10_000
     assert (work / 'pretrain_mim.png').stat().st_size > 10_000
 
 
 def test_a_second_run_resumes_and_reprints_the_same_table(demo):
     tmp, _ = demo
-    before = (tmp / 'work' / 'results.md').read_text()
+    before = json.loads((tmp / 'work' / 'results.json').read_text())
     proc = _demo(tmp / 'work', tmp / 'data')
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count('already done') == 11  # every stage, figures included
-    assert (tmp / 'work' / 'results.md').read_text() == before
+    # every stage: data, 2 x (2 pre-trainings + 2 exports + 12 fine-tunes/probes), 2 figures
+    assert proc.stdout.count('already done') == 1 + len(SEEDS) * 16 + 2
+    after = json.loads((tmp / 'work' / 'results.json').read_text())
+    assert after['tables'] == before['tables'] and after['stages'] == before['stages']

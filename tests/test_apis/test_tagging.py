@@ -1,7 +1,6 @@
 """Image tagging with a pre-training checkpoint: the ``ImageTagger`` API and
-``tools/tag_images.py`` on generated images."""
+``demo/tag_images.py`` on generated images."""
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -45,11 +44,7 @@ def test_tag_images_tool_prints_class_names(run, scene_image, tmp_path,
     (folder / 'broken.jpg').write_bytes(b'not a jpeg at all')
     (folder / 'notes.txt').write_text('not an image')
     out = tmp_path / 'tags.json'
-    sys.path.insert(0, str(ROOT / 'tools'))
-    try:
-        from tag_images import main
-    finally:
-        sys.path.pop(0)
+    from demo.tag_images import main
     main([str(run['cfg_file']), str(run['ckpt']), str(folder), '--topk', '5',
           '--dictionary', str(run['dictionary']), '--out', str(out)])
     proc = capfd.readouterr()

@@ -1,6 +1,6 @@
 """Tag images with a pre-trained HVP-MTL model: top-k class names + scores.
 
-    python tools/tag_images.py CONFIG CHECKPOINT IMG_OR_DIR [--topk 10]
+    python demo/tag_images.py CONFIG CHECKPOINT IMG_OR_DIR [--topk 10]
         [--threshold T] [--out results.json] [--device cpu|cuda]
         [--dictionary dictionary_and_semantic_hierarchy.txt] [--use-teacher]
         [--batch-size 8] [--cfg-options k=v ...]
@@ -14,13 +14,10 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
-
-from mmcv.image import imread  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
+from mmcv.image import imread
+from mmengine.config import Config, DictAction
+from mmengine.logging import MMLogger
 
 from hvp_mtl.utils.atomic_io import atomic_write  # noqa: E402
 

@@ -1,0 +1,36 @@
+"""Linear probe and kNN on the frozen features of an exported backbone (or a random one).
+
+    python demo/probe_backbone.py CLS_CONFIG [--checkpoint BACKBONE.pth] [--seed 0]
+        [--out probe.json] [--cfg-options key=value ...]
+
+The classification config gives the backbone and the train (probe training set, kNN bank) and
+val splits; without ``--checkpoint`` the backbone keeps the random initialisation of ``--seed``.
+"""
+import argparse
+
+from mmengine.config import DictAction
+
+from hvp_mtl.apis.demo.probes import probe_backbone
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='classification fine-tune config')
+    parser.add_argument('--checkpoint', help='exported backbone (default: random init)')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--k', type=int, default=20)
+    parser.add_argument('--temperature', type=float, default=0.07)
+    parser.add_argument('--out', help='write the result to this JSON file')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args(argv)
+    result = probe_backbone(args.config, args.checkpoint, args.seed, args.cfg_options, args.k,
+                            args.temperature, args.out)
+    linear, knn = result['linear'], result['knn']
+    print(f'linear probe top-1 {linear["top1"]:.2f} (train {linear["train_top1"]:.2f}), kNN '
+          f'top-1 {knn["top1"]:.2f} (chance {result["chance"]:.2f}; {result["num_train"]} '
+          f'train, {result["num_val"]} val images)')
+    return result
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,130 @@
+"""The main job on a laptop CPU: pre-training, then fine-tuning in three toolkits, over seeds.
+
+    python demo/run_demo.py [--size tiny|small|default] [--seeds N] [--method hvp|mcl|both]
+        [--ablations] [--sizes] [--work-dir DIR] [--data-root DIR] [--force] [--no-figures]
+    python demo/run_demo.py --render-docs [README.md docs/RESULTS.md]
+
+Stages, each a real run of the project's own tools in a subprocess (logs in ``<work-dir>/logs``),
+repeated for seeds 0..N-1 (the seed of pre-training and fine-tuning; the world stays the same):
+
+1. generate the demo world (``tools/dataset_converters/make_demo_data.py``);
+2. pre-train a small Swin with all four HVP-MTL objectives (``tools/train.py
+   configs/demo/hvp_swin-demo_pretrain.py``; progress bar with the per-task losses), with
+   ``--method mcl|both`` also MCL (``configs/demo/mcl_swin-demo_pretrain.py``);
+3. export its backbone (``tools/model_converters/hvp_to_backbone.py``);
+4. fine-tune and evaluate in mmpretrain (classification top-1), mmdet (Mask R-CNN box/mask AP) and
+   mmseg (UperNet mIoU) from that backbone and from random initialisation, and probe the frozen
+   features (linear probe and kNN, ``demo/probe_backbone.py``);
+5. with ``--ablations``: pre-train without each task (paper Table 5); with ``--sizes``: the same
+   with a wider, deeper Swin (Table 6); frozen cls, det and seg for each;
+6. write ``results.json`` (commit, command, seeds, per-seed values, stage times), ``results.md``
+   (mean ± std, differences, verdicts) and a bar chart per table, and draw the pre-training loss
+   curves and a MIM reconstruction.
+
+Finished stages are skipped when the command is run again (``--force`` redoes them), so an
+interrupted demo continues where it stopped. ``--render-docs`` regenerates the tables of README.md
+and docs/RESULTS.md from the committed results files their markers name.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import shutil
+import signal
+import sys
+
+from hvp_mtl.apis.demo import (ROOT, SIZES, Demo, build_results, closing_note, plot_table,
+                               render_results, run_tables, table_specs, update_generated_blocks)
+from hvp_mtl.apis.demo.table import seed_dir
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--size', choices=list(SIZES), default='default',
+                        help='tiny: a smoke run; default: the demo (about 13 min on 2 cores per '
+                        'seed)')
+    parser.add_argument('--seeds', type=int, default=1,
+                        help='repeat pre-training and every fine-tune with seeds 0..N-1')
+    parser.add_argument('--first-seed', type=int, default=0,
+                        help='run seeds K..K+N-1 instead: processes with different first seeds '
+                        'can share one work dir (generate the world first); a final call with '
+                        '--seeds covering them all writes the combined results')
+    parser.add_argument('--method', choices=['hvp', 'mcl', 'both'], default='hvp',
+                        help='pre-training(s) compared with random init')
+    parser.add_argument('--ablations', action='store_true',
+                        help='Table 5: also pre-train without each task (frozen cls, det, seg)')
+    parser.add_argument('--sizes', action='store_true',
+                        help='Table 6: also a wider, deeper Swin, pre-trained and from random init')
+    parser.add_argument('--tasks', nargs='+', choices=['cls', 'probe', 'det', 'seg'],
+                        help='measure only these tasks (default: cls, probe, det and seg in the '
+                        'main table, probe, det and seg in Tables 5 and 6)')
+    parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'demo'))
+    parser.add_argument('--data-root', help='where the demo world goes (default data/demo/<size>)')
+    parser.add_argument('--force', action='store_true', help='redo finished stages')
+    parser.add_argument('--no-figures', action='store_true',
+                        help='skip the loss curves and MIM picture')
+    parser.add_argument('--tensorboard', action='store_true',
+                        help='also log to TensorBoard (<run>/<timestamp>/vis_data/events.*)')
+    parser.add_argument('--report-only', action='store_true',
+                        help='run nothing: write results.json/.md and the charts from the runs '
+                        'already in the work dir (missing runs read "not measured")')
+    parser.add_argument('--render-docs', nargs='*', metavar='MARKDOWN',
+                        help='only regenerate the demo tables of these Markdown files (default '
+                        'README.md docs/RESULTS.md) from the results files their markers name')
+    return parser.parse_args(argv)
+
+
+def render_docs(files):
+    for path in files or ['README.md', osp.join('docs', 'RESULTS.md')]:
+        stale = update_generated_blocks(osp.join(ROOT, path), ROOT)
+        print(f'{path}: ' + (f'regenerated from {", ".join(stale)}' if stale else 'up to date'))
+    return 0
+
+
+def write_atomic(path, text):
+    tmp = path + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.render_docs is not None:
+        return render_docs(args.render_docs)
+    # a terminated demo stops its running stage too (run_with_progress kills it on the way out)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.force and osp.isdir(args.work_dir):
+        shutil.rmtree(args.work_dir)
+    data = args.data_root or osp.join(ROOT, 'data', 'demo', args.size)
+    demo = Demo(args.work_dir, data, args.size, args.force, args.tensorboard)
+    os.makedirs(demo.work_dir, exist_ok=True)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    methods = ('hvp', 'mcl') if args.method == 'both' else (args.method, )
+    tables = table_specs(methods, args.ablations, args.sizes, args.tasks)
+    print(f'Demo, size {args.size}, seeds {seeds}, pre-training {" + ".join(methods)}: work dir '
+          f'{demo.work_dir}, data {demo.data}')
+
+    if not args.report_only:
+        demo.make_world()
+        run_tables(demo, tables, seeds)
+    if not (args.no_figures or args.report_only) and 'hvp' in methods and 0 in seeds:
+        main_dir = seed_dir(demo.work_dir, 0)
+        demo.figures(osp.join(main_dir, 'pretrain_hvp'),
+                     osp.join(main_dir, 'pretrain_hvp', f'iter_{demo.size["pretrain"]}.pth'))
+
+    results = build_results(demo.work_dir, tables, seeds, args.size, argv)
+    text = render_results(results) + '\n' + closing_note(results)
+    write_atomic(osp.join(demo.work_dir, 'results.json'), json.dumps(results, indent=1) + '\n')
+    write_atomic(osp.join(demo.work_dir, 'results.md'), text)
+    for name, table in results['tables'].items():
+        plot_table(table, osp.join(demo.work_dir, f'{name}_chart.png'))
+    print('\n' + text)
+    print(f'Written to {osp.join(demo.work_dir, "results.md")} (and results.json, '
+          f'*_chart.png); logs in {osp.join(demo.work_dir, "logs")}.')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The demo's recipes: its configs, sizes, Table-5 loss weights and Table-6 backbone sizes.
+
+Every run of the demo is one of the configs below with ``--cfg-options`` derived from here; the
+fine-tune recipes themselves (lr, heads, pipelines) live in ``configs/demo/*.py``.
+"""
+
+__all__ = ['CONFIGS', 'SIZES', 'ARCHS', 'ABLATION_WEIGHTS', 'arch_options']
+
+CONFIGS = dict(hvp='configs/demo/hvp_swin-demo_pretrain.py',
+               mcl='configs/demo/mcl_swin-demo_pretrain.py',
+               cls='configs/demo/swin-demo_cls.py',
+               det='configs/demo/mask-rcnn_swin-demo.py',
+               seg='configs/demo/upernet_swin-demo.py')
+# world: images per task; pretrain: iterations; cls/det: epochs; seg: iterations.
+SIZES = {
+    'tiny':
+    dict(world=dict(num_pretrain=32, num_cls=32, num_det=16, num_seg=16),
+         pretrain=4,
+         batch=8,
+         cls=2,
+         det=1,
+         seg=4),
+    'small':
+    dict(world=dict(num_pretrain=256, num_cls=800, num_det=96, num_seg=96),
+         pretrain=120,
+         batch=32,
+         cls=3,
+         det=4,
+         seg=300),
+    'default':
+    dict(world=dict(num_pretrain=512, num_cls=1600, num_det=192, num_seg=192),
+         pretrain=300,
+         batch=32,
+         cls=4,
+         det=6,
+         seg=400),
+}
+# Table 6: the demo Swin and a wider, deeper one (stage widths C, 2C, 4C, 8C)
+ARCHS = dict(demo=dict(embed_dims=32, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8]),
+             wide=dict(embed_dims=48, depths=[2, 2, 4, 2], num_heads=[2, 4, 8, 16]))
+# Table 5: the loss weights set to 0 (distillation needs the multi-label decoder).
+ABLATION_WEIGHTS = dict(wo_multilabel=dict(mlc=0, distill=0),
+                        wo_contrastive=dict(swav=0),
+                        wo_mim=dict(mim=0),
+                        wo_distillation=dict(distill=0))
+
+
+def arch_options(arch, config):
+    """``--cfg-options`` that set the backbone ``arch`` and the widths that follow it."""
+    spec = ARCHS[arch]
+    c = spec['embed_dims']
+    widths = [c, 2 * c, 4 * c, 8 * c]
+    opts = [f'model.backbone.arch.{k}={v}'.replace(' ', '') for k, v in spec.items()]
+    if config == 'hvp':
+        opts += [f'model.{h}.in_channels={widths[-1]}' for h in ('mlc_head', 'swav_head',
+                                                               'mim_head')]
+    elif config == 'mcl':
+        opts += [f'model.neck.in_channels={widths}'.replace(' ', '')]
+    elif config == 'cls':
+        opts += [f'model.head.in_channels={widths[-1]}']
+    elif config == 'det':
+        opts += [f'model.neck.in_channels={widths}'.replace(' ', '')]
+    else:
+        opts += [f'model.decode_head.in_channels={widths}'.replace(' ', ''),
+                 f'model.auxiliary_head.in_channels={widths[2]}']
+    return opts

@@ -1,0 +1,148 @@
+"""Markdown of a demo results file, and the generated tables in README.md and docs/RESULTS.md.
+
+A results file (``<work-dir>/results.json``, committed copies under ``docs/results/``) holds::
+
+    commit, command, size, seeds, stages ({stage: {wall, cpu}}), wall_s, cpu_s,
+    tables: {name: {title, layout ('by_metric' | 'by_arm'), arms ({arm: label}),
+                    comparisons ([[arm, baseline], ...]),
+                    rows ([{task, toolkit, model, metric, values: {arm: [per seed]}}])}}
+
+Everything printed is computed here from that file, so the docs can be regenerated from the
+committed copy: a block of a Markdown file between ``<!-- demo-table:start FILE -->`` and
+``<!-- demo-table:end -->`` is the rendering of ``FILE`` (a path relative to the repository).
+"""
+import json
+import os
+import os.path as osp
+import re
+
+from .stats import VERDICT_RULE, compare, summarise
+
+__all__ = ['render_results', 'render_table', 'update_generated_blocks', 'closing_note']
+
+BLOCK = re.compile(
+    r'(<!-- demo-table:start (?P<file>\S+) -->\n)(?P<body>.*?)(<!-- demo-table:end -->)', re.S)
+
+
+def _cell(values):
+    s = summarise(values)
+    if s['mean'] is None:
+        return 'not measured'
+    if s['std'] is None:
+        return f'{s["mean"]:.2f} (n = 1)'
+    return f'{s["mean"]:.2f} ± {s["std"]:.2f} (n = {s["n"]})'
+
+
+def _diff(values, baseline):
+    c = compare(values, baseline)
+    if c['diff'] is None:
+        return '—', c['verdict']
+    se = '' if c['se'] is None else f' ± {c["se"]:.2f}'
+    return f'{c["diff"]:+.2f}{se}', c['verdict']
+
+
+def _by_metric(table):
+    """One line per metric; a column per arm, then difference and verdict per comparison."""
+    arms, comps = table['arms'], table['comparisons']
+    head = ['toolkit', 'model', 'metric'] + list(arms.values())
+    for arm, base in comps:
+        head += [f'{arms[arm]} − {arms[base]} (± SE)', 'verdict']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for row in table['rows']:
+        cells = [row['toolkit'], row['model'], row['metric']]
+        cells += [_cell(row['values'][arm]) for arm in arms]
+        for arm, base in comps:
+            cells += list(_diff(row['values'][arm], row['values'][base]))
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return lines
+
+
+def _by_arm(table):
+    """One line per arm (e.g. each ablation); a column per metric, the difference to the
+    comparison's baseline and its verdict inside the cell."""
+    rows, base_of = table['rows'], dict(table['comparisons'])
+    head = ['pre-training'] + [f'{r["toolkit"]} {r["model"]} {r["metric"]}' for r in rows]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for arm, label in table['arms'].items():
+        cells = [label]
+        for row in rows:
+            cell = _cell(row['values'][arm])
+            if arm in base_of and cell != 'not measured':
+                diff, verdict = _diff(row['values'][arm], row['values'][base_of[arm]])
+                cell += f'<br>{diff}: {verdict}'
+            cells.append(cell)
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return lines
+
+
+def render_table(table):
+    """Markdown of one table of a results file (title, table, the verdict rule)."""
+    lines = [f'#### {table["title"]}', '']
+    lines += _by_arm(table) if table.get('layout') == 'by_arm' else _by_metric(table)
+    if table.get('layout') == 'by_arm':
+        bases = sorted({table['arms'][b] for _, b in table['comparisons']})
+        lines += ['', f'Second line of a cell: difference to {" / ".join(bases)} (± SE).']
+    return '\n'.join(lines) + '\n'
+
+
+def render_results(results):
+    """Markdown of a whole results file: its tables, the rule, the run's seeds, command, time."""
+    parts = [render_table(t) for t in results['tables'].values()]
+    seeds = results['seeds']
+    foot = [
+        f'Mean ± standard deviation over seeds {", ".join(map(str, seeds))} (n = {len(seeds)}; '
+        'the seed sets pre-training and fine-tuning, the generated world is the same).',
+        f'Verdict rule: {VERDICT_RULE}',
+        f'Command: `{results["command"]}` (size {results["size"]}, commit '
+        f'{results["commit"][:10]}); wall time {results["wall_s"] / 60:.1f} min, CPU time '
+        f'{results["cpu_s"] / 60:.1f} min.',
+    ]
+    return '\n'.join(parts) + '\n' + '\n\n'.join(foot) + '\n'
+
+
+def closing_note(results):
+    """What the measured numbers say, one line per comparison, from the numbers themselves."""
+    lines = []
+    for table in results['tables'].values():
+        arms = table['arms']
+        for row in table['rows']:
+            for arm, base in table['comparisons']:
+                diff, verdict = _diff(row['values'][arm], row['values'][base])
+                lines.append(f'- {row["toolkit"]} {row["model"]} {row["metric"]}: '
+                             f'{arms[arm]} vs {arms[base]} {diff}: {verdict}.')
+    return '\n'.join(lines) + '\n'
+
+
+def update_generated_blocks(markdown_file, root, check=False):
+    """Re-render every ``demo-table`` block of ``markdown_file`` from the file its marker names.
+
+    Args:
+        markdown_file (str): A Markdown file with generated blocks.
+        root (str): The repository root the marker paths are relative to.
+        check (bool): Only compare; write nothing.
+
+    Returns:
+        list[str]: The results files whose block was stale (rewritten unless ``check``).
+    """
+    with open(markdown_file, encoding='utf-8') as f:
+        text = f.read()
+    stale = []
+
+    def render(match):
+        path = osp.join(root, match['file'])
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{markdown_file}: the demo-table block names {match["file"]}, '
+                                    'which does not exist')
+        with open(path, encoding='utf-8') as f:
+            body = render_results(json.load(f))
+        if body != match['body']:
+            stale.append(match['file'])
+        return match.group(1) + body + match.group(4)
+
+    new = BLOCK.sub(render, text)
+    if stale and not check:
+        tmp = markdown_file + '.tmp'
+        with open(tmp, 'w', encoding='utf-8') as f:
+            f.write(new)
+        os.replace(tmp, markdown_file)
+    return stale

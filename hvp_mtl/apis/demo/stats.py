@@ -1,0 +1,74 @@
+"""Seed statistics of the demo and the rule that turns them into a verdict.
+
+Every demo number is measured once per seed. A row of the table shows, per
+initialisation, the mean, the sample standard deviation and N; the difference
+of two initialisations is judged against the standard error of that
+difference (Welch, unequal variances):
+
+    SE = sqrt(s_a^2 / n_a + s_b^2 / n_b)
+
+**The rule** (:data:`VERDICT_RULE`): pre-training *helped* when the mean
+difference exceeds ``2 x SE``, *hurt* when it is below ``-2 x SE``, and the
+difference is *within the seed spread* otherwise. With fewer than two seeds on
+either side there is no spread to judge against: *one seed: no verdict*.
+Two standard errors is roughly a two-sided 95 % interval for large N; with
+2-3 seeds it is a lenient screen, not a significance test (a t quantile at
+2-4 degrees of freedom would be 2.8-4.3), which the docs say with the numbers.
+"""
+import math
+from typing import Dict, Optional, Sequence
+
+__all__ = ['summarise', 'compare', 'VERDICT_RULE', 'Z_THRESHOLD']
+
+#: multiples of the standard error of the difference that count as an effect
+Z_THRESHOLD = 2.0
+VERDICT_RULE = ('"helped" / "hurt" only when the mean difference is more than 2 x its standard '
+                'error (Welch: SE = sqrt(s_a^2/n_a + s_b^2/n_b), s the standard deviation over '
+                'seeds); otherwise "within seed spread"; with one seed "one seed: no verdict".')
+
+
+def summarise(values: Sequence[Optional[float]]) -> Dict[str, Optional[float]]:
+    """Mean, sample standard deviation (n - 1) and count of the measured values.
+
+    Args:
+        values (Sequence[float | None]): One value per seed; ``None`` = not measured.
+
+    Returns:
+        dict: ``mean`` and ``std`` (``None`` when not computable: no values, or one for
+        ``std``) and ``n``.
+    """
+    measured = [float(v) for v in values if v is not None]
+    n = len(measured)
+    if n == 0:
+        return dict(mean=None, std=None, n=0)
+    mean = sum(measured) / n
+    std = math.sqrt(sum((v - mean)**2 for v in measured) / (n - 1)) if n > 1 else None
+    return dict(mean=mean, std=std, n=n)
+
+
+def compare(a: Sequence[Optional[float]], b: Sequence[Optional[float]]) -> Dict:
+    """Mean difference ``a - b``, its Welch standard error and the verdict.
+
+    Args:
+        a (Sequence[float | None]): Per-seed values of the pre-trained initialisation.
+        b (Sequence[float | None]): Per-seed values of the baseline (e.g. random init).
+
+    Returns:
+        dict: ``diff`` (``None`` if either side is unmeasured), ``se`` (``None`` with
+        fewer than two seeds on a side) and ``verdict``: ``'helped'``, ``'hurt'``,
+        ``'within seed spread'``, ``'one seed: no verdict'`` or ``'not measured'``.
+    """
+    sa, sb = summarise(a), summarise(b)
+    if sa['mean'] is None or sb['mean'] is None:
+        return dict(diff=None, se=None, verdict='not measured')
+    diff = sa['mean'] - sb['mean']
+    if sa['n'] < 2 or sb['n'] < 2:
+        return dict(diff=diff, se=None, verdict='one seed: no verdict')
+    se = math.sqrt(sa['std']**2 / sa['n'] + sb['std']**2 / sb['n'])
+    if diff > Z_THRESHOLD * se:
+        verdict = 'helped'
+    elif diff < -Z_THRESHOLD * se:
+        verdict = 'hurt'
+    else:
+        verdict = 'within seed spread'
+    return dict(diff=diff, se=se, verdict=verdict)
