@@ -33,8 +33,18 @@ import shutil
 import signal
 import sys
 
-from hvp_mtl.apis.demo import (ROOT, SIZES, Demo, build_results, closing_note, plot_table,
-                               render_results, run_tables, table_specs, update_generated_blocks)
+from hvp_mtl.apis.demo import (
+    ROOT,
+    SIZES,
+    Demo,
+    build_results,
+    closing_note,
+    plot_table,
+    render_results,
+    run_tables,
+    table_specs,
+    update_generated_blocks,
+)
 from hvp_mtl.apis.demo.table import seed_dir
 
 

@@ -7,7 +7,9 @@ plugin into the **mmpretrain** registries (``mmpretrain.registry.MODELS``,
 ``'X'`` from mmpretrain configs and as ``'mmpretrain.X'`` from mmdet/mmseg.
 """
 from . import compat  # noqa: F401  (must run before any checkpoint is loaded)
-from . import datasets, engine, evaluation, models  # noqa: F401,E402
+
+# isort: split
+from . import datasets, engine, evaluation, models  # noqa: F401
 
 __version__ = '0.1.0'
 __all__ = ['compat', 'datasets', 'engine', 'evaluation', 'models', '__version__']

@@ -12,8 +12,16 @@ table of a demo work dir.
 import argparse
 import csv
 
-from hvp_mtl.apis.paper_tables import (CSV_FIELDS, PAPER_TABLES, fill_tables, fmt, load_tables,
-                                       only_stated, parse_run_overrides, render_markdown)
+from hvp_mtl.apis.paper_tables import (
+    CSV_FIELDS,
+    PAPER_TABLES,
+    fill_tables,
+    fmt,
+    load_tables,
+    only_stated,
+    parse_run_overrides,
+    render_markdown,
+)
 from hvp_mtl.utils.atomic_io import atomic_write
 
 

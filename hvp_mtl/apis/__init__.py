@@ -9,8 +9,13 @@ from .checkpoint_export import EXPORT_FORMATS, export_checkpoint
 from .checkpoint_knn_probe import knn_probe_checkpoint
 from .image_tagger import ImageTagger, default_test_pipeline
 from .runner_builder import build_runner, merge_args, merge_test_args
-from .timm_export import (TIMM_MODELS, check_timm_state_dict, convert_to_timm,
-                          create_timm_model, export_timm)
+from .timm_export import (
+                          TIMM_MODELS,
+                          check_timm_state_dict,
+                          convert_to_timm,
+                          create_timm_model,
+                          export_timm,
+)
 
 __all__ = ['ImageTagger', 'default_test_pipeline', 'export_backbone', 'export_timm',
            'convert_to_timm', 'check_timm_state_dict', 'create_timm_model', 'TIMM_MODELS',

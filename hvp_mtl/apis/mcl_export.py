@@ -20,8 +20,7 @@ import sys
 from collections import OrderedDict
 
 from ..utils.atomic_io import atomic_torch_save
-from .backbone_export import (build_meta, load_pretrain_checkpoint, report,
-                              select_backbone)
+from .backbone_export import build_meta, load_pretrain_checkpoint, report, select_backbone
 
 __all__ = ['export_mcl_detector', 'select_mcl_detector']
 

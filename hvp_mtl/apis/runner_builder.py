@@ -118,8 +118,7 @@ def build_runner(cfg):
     if cfg.get('resume') is True and cfg.get('load_from') is None:
         # FlexibleRunner resumes before any hook runs: pick the newest intact
         # checkpoint here (Runner does it in AtomicCheckpointHook.before_run)
-        from hvp_mtl.engine.hooks.atomic_checkpoint_hook import \
-            find_intact_checkpoint
+        from hvp_mtl.engine.hooks.atomic_checkpoint_hook import find_intact_checkpoint
         cfg.load_from = find_intact_checkpoint(cfg.work_dir)
     from mmengine.registry import RUNNERS
     return RUNNERS.build(cfg)

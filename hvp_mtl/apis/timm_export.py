@@ -23,8 +23,7 @@ import sys
 import torch
 
 from ..utils.atomic_io import atomic_torch_save
-from .backbone_export import (build_meta, load_pretrain_checkpoint, report,
-                              select_backbone)
+from .backbone_export import build_meta, load_pretrain_checkpoint, report, select_backbone
 from .timm_keys import UnsupportedBackboneError, swin_to_timm, vit_to_timm
 
 __all__ = ['TIMM_MODELS', 'convert_to_timm', 'check_timm_state_dict',

@@ -18,9 +18,15 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .ml_images_chunk_parser import parse_list_chunk
-from .ml_images_index import (ARRAY_NAMES, INDEX_FORMAT, INDEX_VERSION,
-                              MLImagesIndex, class_id_dtype, default_index_dir,
-                              list_fingerprint)
+from .ml_images_index import (
+    ARRAY_NAMES,
+    INDEX_FORMAT,
+    INDEX_VERSION,
+    MLImagesIndex,
+    class_id_dtype,
+    default_index_dir,
+    list_fingerprint,
+)
 
 __all__ = ['build_index']
 

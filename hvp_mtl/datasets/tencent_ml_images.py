@@ -11,8 +11,7 @@ from mmengine.logging import print_log
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-from .bad_sample_tracker import (BadSampleTracker, DataEnvironmentError,
-                                 is_environmental_error)
+from .bad_sample_tracker import BadSampleTracker, DataEnvironmentError, is_environmental_error
 from .ml_images_format import escapes_root, map_image_path, read_dictionary
 from .ml_images_index import MLImagesIndex, default_index_dir
 from .ml_images_index_builder import build_index

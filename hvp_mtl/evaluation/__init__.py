@@ -11,13 +11,12 @@ from .feature_extraction import (
 from .iter_interval_val_hook import IterIntervalValHook
 from .knn_classifier import knn_neighbours, topk_accuracy, weighted_knn_scores
 from .knn_probe import run_knn_probe
-from .linear_probe import (fit_linear_probe, linear_probe_accuracy,
-                           predict_linear_probe)
-from .class_chunked_ap import (average_precision_per_class,
-                               class_chunked_average_precision)
-from .multi_label_metrics import (SoftTargetAveragePrecision,
-                                  SoftTargetMultiLabelMetric,
-                                  binarize_soft_targets)
+from .linear_probe import fit_linear_probe, linear_probe_accuracy, predict_linear_probe
+from .multi_label_metrics import (
+                                 SoftTargetAveragePrecision,
+                                 SoftTargetMultiLabelMetric,
+                                 binarize_soft_targets,
+)
 from .multi_label_val_loop import MultiLabelValLoop, evenly_spaced_indices
 
 __all__ = [

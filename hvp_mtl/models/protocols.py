@@ -26,8 +26,7 @@ the ``runtime_checkable`` ones replace ``hasattr`` checks with
   backbones; read by the layer-decay optimizer constructor.
 """
 from dataclasses import dataclass, field
-from typing import (Any, Dict, List, Optional, Protocol, Sequence, Tuple,
-                    runtime_checkable)
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import torch
 import torch.nn as nn

@@ -4,7 +4,8 @@ With the demo's first recipe (lr 5e-4, 200 iterations) UperNet predicted
 background on every pixel of every validation image, so both initialisations
 scored IoU(background) / 7 = 12.22 mIoU and the row measured nothing. This
 runs ``configs/demo/upernet_swin-demo.py`` as it is (its lr, schedule, heads
-and pipelines), from random initialisation, on the session demo world, and requires the trained model to predict objects: its
+and pipelines), from random initialisation, on the session demo world, and
+requires the trained model to predict objects: its
 prediction histogram on the training images must not be a single class and
 some of the shape pixels must be predicted as shapes. (The first recipe, lr
 5e-4 for 200 iterations, predicts background everywhere here too: the check
@@ -18,7 +19,8 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-pytestmark = [pytest.mark.usefixtures('one_torch_thread'), pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.usefixtures('one_torch_thread'), pytest.mark.integration,
+              pytest.mark.slow]
 
 ROOT = next(p for p in pathlib.Path(__file__).resolve().parents if (p / 'configs').is_dir())
 CFG = ROOT / 'configs' / 'demo' / 'upernet_swin-demo.py'

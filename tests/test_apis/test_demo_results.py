@@ -6,13 +6,17 @@ import io
 import json
 import math
 import pathlib
-import subprocess
 import sys
 
 import pytest
 
-from hvp_mtl.apis.demo import compare, plot_table, render_results, summarise
-from hvp_mtl.apis.demo import update_generated_blocks
+from hvp_mtl.apis.demo import (
+    compare,
+    plot_table,
+    render_results,
+    summarise,
+    update_generated_blocks,
+)
 from hvp_mtl.apis.demo.progress import run_with_progress
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers.eval_helpers import ROOT, short_pretraining
+from tests.helpers.eval_helpers import short_pretraining
 
 pytestmark = pytest.mark.slow
 

@@ -116,7 +116,7 @@ def pretrained_hvp(demo_world, tmp_path_factory):
 
 
 def test_mim_picture_from_a_real_checkpoint(pretrained_hvp, demo_world, tmp_path):
-    from hvp_mtl.apis.mim_visualizer import load_model, reconstruct, read_image
+    from hvp_mtl.apis.mim_visualizer import load_model, read_image, reconstruct
     config, ckpt = pretrained_hvp
     images = sorted((demo_world / 'ade' / 'images' / 'validation').glob('*.jpg'))[:2]
     out = tmp_path / 'mim.png'

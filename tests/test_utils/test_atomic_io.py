@@ -6,8 +6,7 @@ import stat
 import pytest
 import torch
 
-from hvp_mtl.utils.atomic_io import (atomic_path, atomic_torch_save,
-                                     atomic_write, commit_file)
+from hvp_mtl.utils.atomic_io import atomic_path, atomic_torch_save, atomic_write, commit_file
 
 
 class WriterFailed(Exception):

@@ -30,6 +30,7 @@ from mmpretrain.registry import MODELS
 
 from hvp_mtl.apis.task_gradients import first_batch, format_table, task_gradient_table
 
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')

@@ -26,8 +26,7 @@ def main(argv=None):
     parser.add_argument('--batch', type=int, default=2, help='images per forward')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
-    from hvp_mtl.apis.timm_check import (backbone_from_config, compare_with_timm,
-                                         randomize_)
+    from hvp_mtl.apis.timm_check import backbone_from_config, compare_with_timm, randomize_
     configs = args.configs or sorted(glob.glob(osp.join(ROOT, 'configs', 'pretrain', '*.py')))
     print(f'torch {torch.__version__}, timm {__import__("timm").__version__}, fp32, eval')
     print('| config | timm model | input | max abs diff |\n|---|---|---|---|')

@@ -62,10 +62,11 @@ def instrument(pipeline, totals):
 
 def build_dataset(config, data_root):
     """``TencentMLImages`` of ``config``'s train dataloader on ``data_root``."""
-    import hvp_mtl  # noqa: F401
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import DATASETS
+
+    import hvp_mtl  # noqa: F401
     cfg = Config.fromfile(config)
     init_default_scope('mmpretrain')
     dataset_cfg = cfg.train_dataloader.dataset

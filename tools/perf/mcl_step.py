@@ -33,13 +33,13 @@ from mmengine.config import Config
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
 
 import hvp_mtl  # noqa: F401  (registers MCL)
 from hvp_mtl.models.algorithms.montage import level_batch_sizes
 from hvp_mtl.perf.peak_memory import step_peak_bytes
 from hvp_mtl.perf.timing import fmt, paired, quantiles, time_interleaved
-from mmpretrain.registry import MODELS
-from mmpretrain.structures import DataSample
 
 PRETRAIN = Path(__file__).resolve().parents[2] / 'configs' / 'pretrain'
 TINY = dict(backbone=dict(depth=18, stem_channels=8, base_channels=8),

@@ -58,10 +58,11 @@ for feats, channels in (('tiny', 256), ('swin-b', 1024)):
 def run_case(case, batch, device, steps, threads, clock_name):
     """Time one case in this process; return a dict of measurements."""
     import torch
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
     import hvp_mtl  # noqa: F401  (registers the modules)
     from hvp_mtl.perf.peak_memory import step_peak_bytes
-    from mmpretrain.registry import MODELS
-    from mmengine.registry import init_default_scope
     init_default_scope('mmpretrain')
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -91,8 +91,9 @@ def time_seek(loader, iters, batch_size):
 
 def main():
     args = parse_args()
-    import hvp_mtl  # noqa: F401  (registers the resumable samplers)
     from mmengine.registry import init_default_scope
+
+    import hvp_mtl  # noqa: F401  (registers the resumable samplers)
     init_default_scope('mmpretrain')
     with tempfile.TemporaryDirectory() as tmp:
         root = args.work_dir or tmp

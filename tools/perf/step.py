@@ -50,8 +50,8 @@ from mmengine.config import DictAction
 
 from hvp_mtl.perf.peak_memory import step_peak_bytes
 from hvp_mtl.perf.step_cases import CASES, PRESETS, build_case, load_config, make_batch
-from hvp_mtl.perf.timing import (PAPER_GPUS, PAPER_IMAGES, fmt, paired, quantiles,
-                                 time_interleaved)
+from hvp_mtl.perf.timing import PAPER_GPUS, PAPER_IMAGES, fmt, paired, quantiles, time_interleaved
+
 
 def share(times, with_task, without_task):
     """Per-round ``(t_with - t_without) / t_full`` -> (median, p10, p90)."""

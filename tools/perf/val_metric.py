@@ -64,8 +64,7 @@ def dense_metric_class():
     """The soft-target AP metric as it was before the bounded version."""
     from mmpretrain.evaluation import AveragePrecision
 
-    from hvp_mtl.evaluation import (average_precision_per_class,
-                                    binarize_soft_targets)
+    from hvp_mtl.evaluation import average_precision_per_class, binarize_soft_targets
 
     class DenseSoftTargetAveragePrecision(AveragePrecision):
 

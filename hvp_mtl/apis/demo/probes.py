@@ -40,8 +40,14 @@ def probe_backbone(config, checkpoint=None, seed=0, cfg_options=None, k=20, temp
     from mmengine.runner import set_random_seed
     from mmpretrain.registry import MODELS
 
-    from hvp_mtl.evaluation import (build_sharded_dataloader, extract_features, knn_neighbours,
-                                    linear_probe_accuracy, topk_accuracy, weighted_knn_scores)
+    from hvp_mtl.evaluation import (
+        build_sharded_dataloader,
+        extract_features,
+        knn_neighbours,
+        linear_probe_accuracy,
+        topk_accuracy,
+        weighted_knn_scores,
+    )
 
     cfg = Config.fromfile(config)
     if cfg_options:

@@ -26,8 +26,14 @@ import numpy as np
 
 from .scenes import COLOURS, SHAPES, TEXTURES, render_scene, sample_scene
 from .taxonomy import DICTIONARY
-from .writers import (SEG_CLASSES, SEG_PALETTE, write_ade, write_classification,
-                      write_coco, write_pretrain)
+from .writers import (
+    SEG_CLASSES,
+    SEG_PALETTE,
+    write_ade,
+    write_classification,
+    write_coco,
+    write_pretrain,
+)
 
 __all__ = ['make_demo_world', 'SHAPES', 'COLOURS', 'TEXTURES', 'SEG_CLASSES',
            'SEG_PALETTE', 'PRETRAIN_CLASSES', 'sample_scene', 'render_scene']

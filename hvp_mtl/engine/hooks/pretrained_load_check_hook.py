@@ -44,7 +44,6 @@ from collections import Counter
 import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-
 from mmpretrain.registry import HOOKS
 
 __all__ = ['PretrainedLoadCheckHook', 'compare_with_checkpoint']

@@ -8,7 +8,9 @@
   fine-tuning.
 """
 from .backbone_layer_decay_constructor import (
-    BackboneLayerDecayOptimWrapperConstructor, backbone_layer_depth_fn)
+    BackboneLayerDecayOptimWrapperConstructor,
+    backbone_layer_depth_fn,
+)
 from .guarded_optim_wrappers import GuardedAmpOptimWrapper, GuardedOptimWrapper
 from .nonfinite_guard import NonFiniteGuardMixin, NonFiniteTrainingError
 

@@ -35,11 +35,9 @@ It is registered in mmpretrain's registry; from an mmdet or mmseg config
 """
 from typing import Callable, List, Optional
 
-from torch import nn
-
-from mmpretrain.engine.optimizers import \
-    LearningRateDecayOptimWrapperConstructor
+from mmpretrain.engine.optimizers import LearningRateDecayOptimWrapperConstructor
 from mmpretrain.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from torch import nn
 
 from hvp_mtl.models.protocols import LayerDepth
 

@@ -106,8 +106,7 @@ class GuardedAmpOptimWrapper(NonFiniteGuardMixin, AmpOptimWrapper):
 
     def _build_scaler(self, loss_scale, dtype, use_fsdp, device):
         if use_fsdp:
-            from torch.distributed.fsdp.sharded_grad_scaler import \
-                ShardedGradScaler as scaler_type
+            from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler as scaler_type
         else:
             scaler_type = torch.amp.GradScaler
         if dtype == torch.bfloat16:

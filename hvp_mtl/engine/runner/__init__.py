@@ -1,10 +1,8 @@
 """Runner parts: the O(1) exact-resume train loops and their resume state,
 and the CPU fall-back of a distributed launch."""
 from .cpu_distributed import enable_cpu_distributed
-from .resumable_loops import (ResumableEpochBasedTrainLoop,
-                              ResumableIterBasedTrainLoop)
-from .resume_state import (capture_rng_state, collect_resume_state,
-                           restore_rng_state)
+from .resumable_loops import ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop
+from .resume_state import capture_rng_state, collect_resume_state, restore_rng_state
 
 __all__ = [
     'enable_cpu_distributed', 'ResumableEpochBasedTrainLoop',

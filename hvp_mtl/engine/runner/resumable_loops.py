@@ -28,9 +28,14 @@ from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from mmpretrain.registry import LOOPS
 
-from .resume_state import (GATHER_EVENT, capture_rng_state,
-                           dataloader_batch_size, load_rank_local_state,
-                           preserved_rng_state, restore_rng_state)
+from .resume_state import (
+    GATHER_EVENT,
+    capture_rng_state,
+    dataloader_batch_size,
+    load_rank_local_state,
+    preserved_rng_state,
+    restore_rng_state,
+)
 
 __all__ = ['ResumableEpochBasedTrainLoop', 'ResumableIterBasedTrainLoop']
 

@@ -8,8 +8,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from ..builder import build_module
-from ..protocols import (AfterTrainStep, BatchExtender, PretrainTask,
-                         TaskStep, TeacherShadowed)
+from ..protocols import AfterTrainStep, BatchExtender, PretrainTask, TaskStep, TeacherShadowed
 from .loss_weights import parse_loss_weights
 from .momentum_teacher import MomentumTeacher
 

@@ -12,8 +12,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..builder import build_module
 from .momentum_teacher import MomentumTeacher
-from .montage import (check_levels, level_batch_sizes, level_embeddings,
-                      montage_pyramid)
+from .montage import check_levels, level_batch_sizes, level_embeddings, montage_pyramid
 
 __all__ = ['MCL', 'cosine_momentum']
 
@@ -168,9 +167,9 @@ class MCL(BaseSelfSupervisor):
         """
         levels = len(self.ratios)
         if not isinstance(inputs, Sequence) or len(inputs) != 2 * levels:
+            got = len(inputs) if isinstance(inputs, Sequence) else type(inputs).__name__
             raise ValueError(f'MCL.loss expects {2 * levels} views (2 x '
-                             f'{levels} levels), got '
-                             f'{len(inputs) if isinstance(inputs, Sequence) else type(inputs).__name__}')
+                             f'{levels} levels), got {got}')
         if not self.teacher.initialized:
             raise RuntimeError(
                 "the momentum encoder was never initialised: keep default_hooks."

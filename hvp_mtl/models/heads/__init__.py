@@ -10,7 +10,8 @@ from .multilabel_decoder_head import MultiLabelDecoderHead
 from .swav_clustering_head import SwAVClusteringHead
 
 __all__ = [
-    'LabelDecoderLayer', 'MCLCellHead', 'MCLPredictors', 'MIMLinearDecoderHead', 'MomentumDistillationHead',
+    'LabelDecoderLayer', 'MCLCellHead', 'MCLPredictors', 'MIMLinearDecoderHead',
+    'MomentumDistillationHead',
     'MontageContrastiveHead',
     'MultiLabelDecoderHead',
     'SDPAttention', 'SwAVClusteringHead'

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
+
 from ..builder import build_module
 from ..protocols import TaskStep
 

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.registry import MODELS
-from ..builder import build_module
 
+from ..builder import build_module
 from ..protocols import TaskStep
 from .label_decoder_layer import LabelDecoderLayer, PositionCache
 
