@@ -56,7 +56,8 @@ test_dataloader = val_dataloader
 
 # lr 2e-3 and 400 iterations: at 5e-4 and 200 iterations (the first demo recipe) the model still
 # predicted background on every pixel for both initialisations (mIoU = IoU(background) / 7 =
-# 12.22); tests/test_demo_seg_recipe.py runs this recipe and requires objects to be predicted
+# 12.22); tests/integration/test_demo_seg_recipe.py runs this recipe and requires objects
+# to be predicted
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=20),
