@@ -51,7 +51,7 @@ from hvp_mtl.apis.demo.table import seed_dir
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--size', choices=list(SIZES), default='default',
-                        help='tiny: a smoke run; default: the demo (about 13 min on 2 cores per '
+                        help='tiny: a smoke run; default: the demo (about 8-9 min on 2 cores per '
                         'seed)')
     parser.add_argument('--seeds', type=int, default=1,
                         help='repeat pre-training and every fine-tune with seeds 0..N-1')
