@@ -46,6 +46,7 @@ from hvp_mtl.apis.demo import (
     update_generated_blocks,
 )
 from hvp_mtl.apis.demo.table import seed_dir
+from hvp_mtl.utils.atomic_io import atomic_write
 
 
 def parse_args(argv=None):
@@ -92,10 +93,8 @@ def render_docs(files):
 
 
 def write_atomic(path, text):
-    tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
+    with atomic_write(path, encoding='utf-8') as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def main(argv=None):

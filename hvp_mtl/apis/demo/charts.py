@@ -1,6 +1,7 @@
 """Bar charts with error bars of a demo results table (mean ± standard deviation over seeds)."""
-import os
 import os.path as osp
+
+from hvp_mtl.utils.atomic_io import atomic_path
 
 from .stats import summarise
 
@@ -40,9 +41,7 @@ def plot_table(table, out_file, dpi=100):
         ax.tick_params(axis='y', labelsize=7)
     fig.suptitle(table['title'], fontsize=9)
     fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
-    tmp = out_file + '.tmp.png'
-    fig.savefig(tmp, dpi=dpi)
+    with atomic_path(out_file) as tmp:  # a unique temp name: seed processes may share a work dir
+        fig.savefig(tmp, dpi=dpi, format=osp.splitext(out_file)[1][1:] or 'png')
     plt.close(fig)
-    os.replace(tmp, out_file)
     return out_file

@@ -10,10 +10,10 @@ eval mode, and its average-pooled last stage is probed with
 - the kNN probe (k = 20 nearest training features by cosine similarity, votes ``exp(sim / T)``).
 """
 import json
-import os
-import os.path as osp
 
 import torch
+
+from hvp_mtl.utils.atomic_io import atomic_write
 
 __all__ = ['probe_backbone']
 
@@ -81,9 +81,6 @@ def probe_backbone(config, checkpoint=None, seed=0, cfg_options=None, k=20, temp
                   chance=linear['chance'], num_train=len(bank), num_val=len(query),
                   feature_dim=int(bank.shape[1]), checkpoint=checkpoint, seed=seed)
     if out:
-        os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-        tmp = out + '.tmp'
-        with open(tmp, 'w', encoding='utf-8') as f:
+        with atomic_write(out, encoding='utf-8') as f:
             json.dump(result, f, indent=1)
-        os.replace(tmp, out)
     return result

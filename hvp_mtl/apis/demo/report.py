@@ -12,9 +12,10 @@ committed copy: a block of a Markdown file between ``<!-- demo-table:start FILE 
 ``<!-- demo-table:end -->`` is the rendering of ``FILE`` (a path relative to the repository).
 """
 import json
-import os
 import os.path as osp
 import re
+
+from hvp_mtl.utils.atomic_io import atomic_write
 
 from .stats import VERDICT_RULE, compare, summarise
 
@@ -141,8 +142,6 @@ def update_generated_blocks(markdown_file, root, check=False):
 
     new = BLOCK.sub(render, text)
     if stale and not check:
-        tmp = markdown_file + '.tmp'
-        with open(tmp, 'w', encoding='utf-8') as f:
+        with atomic_write(markdown_file, encoding='utf-8') as f:
             f.write(new)
-        os.replace(tmp, markdown_file)
     return stale

@@ -13,6 +13,8 @@ import resource
 import shutil
 import sys
 
+from hvp_mtl.utils.atomic_io import atomic_write
+
 from .progress import run_with_progress
 from .recipes import CONFIGS, SIZES, arch_options
 from .table import finetune_dir, probe_file, seed_dir
@@ -87,10 +89,8 @@ class Demo:
                 with open(self.stages_file, encoding='utf-8') as f:
                     self.stages.update(json.load(f))
             self.stages[stage] = times
-            tmp = self.stages_file + f'.{os.getpid()}.tmp'
-            with open(tmp, 'w', encoding='utf-8') as f:
+            with atomic_write(self.stages_file, encoding='utf-8') as f:
                 json.dump(self.stages, f, indent=1)
-            os.replace(tmp, self.stages_file)
 
     # ------------------------------------------------------------------ stages
     def make_world(self):
