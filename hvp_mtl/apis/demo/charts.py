@@ -1,5 +1,6 @@
 """Bar charts with error bars of a demo results table (mean ± standard deviation over seeds)."""
 import os.path as osp
+import textwrap
 
 from hvp_mtl.utils.atomic_io import atomic_path
 
@@ -37,9 +38,9 @@ def plot_table(table, out_file, dpi=100):
             ax.plot([i] * len(values), values, 'k.', markersize=3)
         ax.set_xticks(range(len(arms)))
         ax.set_xticklabels(list(arms.values()), rotation=60, ha='right', fontsize=7)
-        ax.set_title(f'{row["model"][:26]}\n{row["metric"]}', fontsize=8)
+        ax.set_title(textwrap.fill(f'{row["model"]}, {row["metric"]}', 24), fontsize=8)
         ax.tick_params(axis='y', labelsize=7)
-    fig.suptitle(table['title'], fontsize=9)
+    fig.suptitle(textwrap.fill(table['title'], 40 + 22 * len(rows)), fontsize=9)
     fig.tight_layout()
     with atomic_path(out_file) as tmp:  # a unique temp name: seed processes may share a work dir
         fig.savefig(tmp, dpi=dpi, format=osp.splitext(out_file)[1][1:] or 'png')

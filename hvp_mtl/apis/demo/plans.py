@@ -18,6 +18,7 @@ __all__ = ['table_specs', 'run_tables', 'build_results']
 
 ALL_TASKS = ('cls', 'probe', 'det', 'seg')
 TRANSFER_TASKS = ('probe', 'det', 'seg')  # Tables 5 and 6: frozen cls, det and seg
+SHORT_LABELS = dict(hvp='HVP-MTL', mcl='MCL', random='random')
 
 
 def table_specs(methods=('hvp', ), ablations=False, sizes=False, tasks=None):
@@ -62,16 +63,23 @@ def table_specs(methods=('hvp', ), ablations=False, sizes=False, tasks=None):
         abl['comparisons'].append(['full', 'random'])
         tables['ablations'] = abl
     if sizes:
+        inits = [m for m in ('hvp', 'mcl') if m in methods] + ['random']
         size = dict(title='Table 6 at demo scale: gain over random init per backbone size (demo '
                     'Swin: C = 32, depths 2-2-2-2; wide Swin: C = 48, depths 2-2-4-2)',
-                    layout='by_metric', tasks=TRANSFER_TASKS, arms={}, runs={}, comparisons=[])
+                    layout='by_metric', tasks=TRANSFER_TASKS, arms={}, runs={}, comparisons=[],
+                    gain_comparisons=[])
         for arch in ('demo', 'wide'):
             group = 'main' if arch == 'demo' else f'size_{arch}'
-            for init in ('hvp', 'random'):
+            for init in inits:
                 arm = f'{arch}_{init}'
-                size['arms'][arm] = f'{arch} Swin, {dict(hvp="HVP-MTL", random="random")[init]}'
+                size['arms'][arm] = f'{arch} Swin, {SHORT_LABELS[init]}'
                 size['runs'][arm] = (group, init, None if init == 'random' else init, None, arch)
-            size['comparisons'].append([f'{arch}_hvp', f'{arch}_random'])
+                if init != 'random':
+                    size['comparisons'].append([arm, f'{arch}_random'])
+        # the paper's claim "larger gains for larger models": wide gain minus demo gain
+        size['gain_comparisons'] = [[[f'wide_{init}', 'wide_random'],
+                                     [f'demo_{init}', 'demo_random']]
+                                    for init in inits if init != 'random']
         tables['sizes'] = size
     if tasks:
         for table in tables.values():
@@ -110,6 +118,8 @@ def build_results(work_dir, tables, seeds, size, argv):
         out_tables[name] = dict(title=spec['title'], layout=spec['layout'], arms=spec['arms'],
                                 comparisons=spec['comparisons'],
                                 rows=collect_table(work_dir, seeds, arms, set(spec['tasks'])))
+        if spec.get('gain_comparisons'):
+            out_tables[name]['gain_comparisons'] = spec['gain_comparisons']
     stages = read_stages(work_dir)
     dirty = bool(_git('status', '--porcelain', '--untracked-files=no'))
     command = ' '.join(shlex.quote(a) for a in [osp.relpath(sys.argv[0], ROOT)] + list(argv))

@@ -17,7 +17,7 @@ import re
 
 from hvp_mtl.utils.atomic_io import atomic_write
 
-from .stats import VERDICT_RULE, compare, summarise
+from .stats import VERDICT_RULE, compare, compare_gains, summarise
 
 __all__ = ['render_results', 'render_table', 'update_generated_blocks', 'closing_note']
 
@@ -76,13 +76,34 @@ def _by_arm(table):
     return lines
 
 
+def _gain_lines(table):
+    """One line per metric and gain comparison: (gain of one pair) - (gain of the other)."""
+    arms, lines = table['arms'], []
+    for (a, a0), (b, b0) in table.get('gain_comparisons', []):
+        for row in table['rows']:
+            v = row['values']
+            c = compare_gains(v[a], v[a0], v[b], v[b0])
+            if c['diff'] is None:
+                continue
+            se = '' if c['se'] is None else f' ± {c["se"]:.2f}'
+            lines.append(f'- {row["model"]} {row["metric"]}: gain of {arms[a]} over '
+                         f'{arms[a0]} − gain of {arms[b]} over {arms[b0]} = '
+                         f'{c["diff"]:+.2f}{se}: {c["verdict"]}')
+    return lines
+
+
 def render_table(table):
-    """Markdown of one table of a results file (title, table, the verdict rule)."""
+    """Markdown of one table of a results file (title, table, the verdict rule, and the
+    differences of gains when the table compares gains)."""
     lines = [f'#### {table["title"]}', '']
     lines += _by_arm(table) if table.get('layout') == 'by_arm' else _by_metric(table)
     if table.get('layout') == 'by_arm':
         bases = sorted({table['arms'][b] for _, b in table['comparisons']})
         lines += ['', f'Second line of a cell: difference to {" / ".join(bases)} (± SE).']
+    gains = _gain_lines(table)
+    if gains:
+        lines += ['', 'Difference of gains (SE = sqrt(SE_1^2 + SE_2^2); "larger" / "smaller" by '
+                  'the same 2 x SE rule):', ''] + gains
     return '\n'.join(lines) + '\n'
 
 
@@ -111,6 +132,7 @@ def closing_note(results):
                 diff, verdict = _diff(row['values'][arm], row['values'][base])
                 lines.append(f'- {row["toolkit"]} {row["model"]} {row["metric"]}: '
                              f'{arms[arm]} vs {arms[base]} {diff}: {verdict}.')
+        lines += _gain_lines(table)
     return '\n'.join(lines) + '\n'
 
 

@@ -18,7 +18,7 @@ Two standard errors is roughly a two-sided 95 % interval for large N; with
 import math
 from typing import Dict, Optional, Sequence
 
-__all__ = ['summarise', 'compare', 'VERDICT_RULE', 'Z_THRESHOLD']
+__all__ = ['summarise', 'compare', 'compare_gains', 'VERDICT_RULE', 'Z_THRESHOLD']
 
 #: multiples of the standard error of the difference that count as an effect
 Z_THRESHOLD = 2.0
@@ -69,6 +69,39 @@ def compare(a: Sequence[Optional[float]], b: Sequence[Optional[float]]) -> Dict:
         verdict = 'helped'
     elif diff < -Z_THRESHOLD * se:
         verdict = 'hurt'
+    else:
+        verdict = 'within seed spread'
+    return dict(diff=diff, se=se, verdict=verdict)
+
+
+def compare_gains(a: Sequence[Optional[float]], a0: Sequence[Optional[float]],
+                  b: Sequence[Optional[float]], b0: Sequence[Optional[float]]) -> Dict:
+    """Difference of two gains, ``(a - a0) - (b - b0)``, e.g. a wide Swin's gain over its random
+    init minus the demo Swin's gain over its own (the paper's "larger gains for larger models").
+
+    The four arms are independent runs, so the standard error is the Welch one of the two
+    differences combined, ``SE = sqrt(SE_a^2 + SE_b^2)``, and the verdict follows the same
+    2 x SE rule: ``'larger'`` / ``'smaller'`` gain, or ``'within seed spread'``.
+
+    Args:
+        a, a0 (Sequence[float | None]): Per-seed values of the first pre-trained arm and its
+            baseline.
+        b, b0 (Sequence[float | None]): The same for the second pair.
+
+    Returns:
+        dict: ``diff``, ``se`` and ``verdict`` as :func:`compare` returns them.
+    """
+    ga, gb = compare(a, a0), compare(b, b0)
+    if ga['diff'] is None or gb['diff'] is None:
+        return dict(diff=None, se=None, verdict='not measured')
+    diff = ga['diff'] - gb['diff']
+    if ga['se'] is None or gb['se'] is None:
+        return dict(diff=diff, se=None, verdict='one seed: no verdict')
+    se = math.sqrt(ga['se']**2 + gb['se']**2)
+    if diff > Z_THRESHOLD * se:
+        verdict = 'larger'
+    elif diff < -Z_THRESHOLD * se:
+        verdict = 'smaller'
     else:
         verdict = 'within seed spread'
     return dict(diff=diff, se=se, verdict=verdict)
