@@ -12,6 +12,7 @@ import pytest
 
 from hvp_mtl.apis.demo import (
     compare,
+    compare_gains,
     plot_table,
     render_results,
     summarise,
@@ -159,3 +160,51 @@ def test_ablation_layout_has_a_line_per_pre_training_and_the_difference_in_the_c
     assert 'not measured' in next(line for line in lines if 'distillation' in line)
     full = next(line for line in lines if line.startswith('| HVP-MTL, all four tasks'))
     assert '31.00 ± 1.41 (n = 2)<br>+20.50 ± 1.12: helped' in full
+
+
+def test_sizes_table_with_mcl_compares_each_pre_training_with_its_own_size_random_init():
+    from hvp_mtl.apis.demo import table_specs
+    spec = table_specs(('hvp', 'mcl'), sizes=True)['sizes']
+    assert list(spec['arms']) == ['demo_hvp', 'demo_mcl', 'demo_random', 'wide_hvp', 'wide_mcl',
+                                  'wide_random']
+    assert spec['comparisons'] == [['demo_hvp', 'demo_random'], ['demo_mcl', 'demo_random'],
+                                   ['wide_hvp', 'wide_random'], ['wide_mcl', 'wide_random']]
+    assert spec['gain_comparisons'] == [[['wide_hvp', 'wide_random'], ['demo_hvp', 'demo_random']],
+                                        [['wide_mcl', 'wide_random'], ['demo_mcl', 'demo_random']]]
+    # the demo-size MCL arm is the main table's MCL run; the wide one pre-trains MCL wide
+    assert spec['runs']['demo_mcl'] == ('main', 'mcl', 'mcl', None, 'demo')
+    assert spec['runs']['wide_mcl'] == ('size_wide', 'mcl', 'mcl', None, 'wide')
+    assert table_specs(('hvp', ), sizes=True)['sizes']['gain_comparisons'] == \
+        [[['wide_hvp', 'wide_random'], ['demo_hvp', 'demo_random']]]
+
+
+@pytest.mark.parametrize('wide_hvp, verdict', [([14., 16.], 'larger'), ([2., 4.], 'smaller'),
+                                               ([6., 9.], 'within seed spread')])
+def test_difference_of_gains_and_its_standard_error(wide_hvp, verdict):
+    wide_random, demo_hvp, demo_random = [5., 5.], [6., 8.], [1., 3.]
+    result = compare_gains(wide_hvp, wide_random, demo_hvp, demo_random)
+    # gain(wide) = mean(wide_hvp) - 5, SE_wide^2 = var(wide_hvp)/2; gain(demo) = 5, SE_demo^2 = 2
+    mean = sum(wide_hvp) / 2
+    var = sum((v - mean)**2 for v in wide_hvp)
+    assert result['diff'] == pytest.approx(mean - 5. - 5.)
+    assert result['se'] == pytest.approx(math.sqrt(var / 2 + 2.))
+    assert result['verdict'] == verdict
+    assert compare_gains([1.], [0.], [1., 2.], [0., 0.])['verdict'] == 'one seed: no verdict'
+    assert compare_gains([None], [0.], [1.], [0.])['verdict'] == 'not measured'
+
+
+def test_sizes_table_renders_the_difference_of_gains():
+    from hvp_mtl.apis.demo import table_specs
+    spec = table_specs(('hvp', ), sizes=True, tasks=['seg'])['sizes']
+    values = dict(demo_hvp=[6., 8.], demo_random=[1., 3.], wide_hvp=[10., 12.],
+                  wide_random=[5., 5.])
+    table = dict(title='Table 6', layout='by_metric', arms=spec['arms'],
+                 comparisons=spec['comparisons'], gain_comparisons=spec['gain_comparisons'],
+                 rows=[dict(task='seg', toolkit='mmseg', model='UperNet', metric='mIoU',
+                            values=values)])
+    results = _results([1., 2.], [1., 2.])
+    results['tables'] = dict(sizes=table)
+    text = render_results(results)
+    # gain(wide) = 6 (SE 1), gain(demo) = 5 (SE sqrt(1 + 1)); difference 1, SE sqrt(3) = 1.73
+    assert ('- UperNet mIoU: gain of wide Swin, HVP-MTL over wide Swin, random − gain of demo '
+            'Swin, HVP-MTL over demo Swin, random = +1.00 ± 1.73: within seed spread') in text
