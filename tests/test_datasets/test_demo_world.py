@@ -55,6 +55,16 @@ def test_same_seed_gives_byte_identical_files(demo_world, tmp_path):
     assert sum(changed[p] != reference[p] for p in same_names) > len(same_names) // 2
 
 
+def test_converter_defaults_are_the_world_the_demo_generates():
+    from hvp_mtl.apis.demo import SIZES
+    spec = importlib.util.spec_from_file_location(
+        'make_demo_data', osp.join(ROOT, 'tools', 'dataset_converters', 'make_demo_data.py'))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    args = vars(cli.parse_args([]))
+    assert {k: args[k] for k in SIZES['default']['world']} == SIZES['default']['world']
+
+
 def test_pretrain_set_is_tencent_format(demo_world):
     root = demo_world / 'pretrain'
     with open(root / 'train.txt') as f:

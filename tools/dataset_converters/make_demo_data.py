@@ -12,20 +12,23 @@ byte-identical files.
 import argparse
 import time
 
+from hvp_mtl.apis.demo.recipes import SIZES
 from hvp_mtl.datasets.demo_world import make_demo_world
+
+DEFAULT_WORLD = SIZES['default']['world']  # what `make demo` generates
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', default='data/demo', help='output directory')
     parser.add_argument('--seed', type=int, default=0, help='master seed')
-    parser.add_argument('--num-pretrain', type=int, default=512,
+    parser.add_argument('--num-pretrain', type=int, default=DEFAULT_WORLD['num_pretrain'],
                         help='pre-training images (1/8 become val.txt)')
-    parser.add_argument('--num-cls', type=int, default=384,
+    parser.add_argument('--num-cls', type=int, default=DEFAULT_WORLD['num_cls'],
                         help='classification images (1/4 become val)')
-    parser.add_argument('--num-det', type=int, default=192,
+    parser.add_argument('--num-det', type=int, default=DEFAULT_WORLD['num_det'],
                         help='detection images (1/4 become val)')
-    parser.add_argument('--num-seg', type=int, default=192,
+    parser.add_argument('--num-seg', type=int, default=DEFAULT_WORLD['num_seg'],
                         help='segmentation images (1/4 become validation)')
     parser.add_argument('--size', type=int, default=64, help='image side (px)')
     return parser.parse_args(argv)
