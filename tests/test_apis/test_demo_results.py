@@ -16,6 +16,7 @@ from hvp_mtl.apis.demo import (
     plot_table,
     render_results,
     summarise,
+    unsourced_quotes,
     update_generated_blocks,
 )
 from hvp_mtl.apis.demo.progress import run_with_progress
@@ -83,6 +84,20 @@ def test_docs_tables_are_generated_from_the_committed_results_files():
         stale = update_generated_blocks(str(ROOT / doc), str(ROOT), check=True)
         assert stale == [], (f'{doc}: the table of {stale} differs from the file; run '
                              'python demo/run_demo.py --render-docs')
+
+
+def test_numbers_quoted_in_the_docs_prose_are_in_the_committed_results_files():
+    for doc in ('README.md', 'docs/RESULTS.md'):
+        assert unsourced_quotes(str(ROOT / doc), str(ROOT)) == [], doc
+
+
+def test_a_quoted_number_not_in_the_results_file_is_reported(tmp_path):
+    (tmp_path / 'r.json').write_text(json.dumps(_results([20.0, 22.0], [10.0, 12.0])))
+    doc = tmp_path / 'doc.md'
+    doc.write_text('21.37 outside the block is not checked\n<!-- demo-quotes r.json -->\n'
+                   'HVP 21.00 vs 11.00, a gain of −10.00 ± 1.41, and a pasted 9.99.\n'
+                   '<!-- demo-quotes:end -->\n')
+    assert unsourced_quotes(str(doc), str(tmp_path)) == ['r.json: 9.99']
 
 
 def test_a_stale_table_is_detected_and_rewritten(tmp_path):

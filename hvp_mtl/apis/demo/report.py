@@ -19,10 +19,14 @@ from hvp_mtl.utils.atomic_io import atomic_write
 
 from .stats import VERDICT_RULE, compare, compare_gains, summarise
 
-__all__ = ['render_results', 'render_table', 'update_generated_blocks', 'closing_note']
+__all__ = ['render_results', 'render_table', 'update_generated_blocks', 'closing_note',
+           'unsourced_quotes']
 
 BLOCK = re.compile(
     r'(<!-- demo-table:start (?P<file>\S+) -->\n)(?P<body>.*?)(<!-- demo-table:end -->)', re.S)
+QUOTES = re.compile(
+    r'<!-- demo-quotes (?P<files>[^>]*?) -->\n(?P<body>.*?)<!-- demo-quotes:end -->', re.S)
+NUMBER = re.compile(r'\d+\.\d\d')
 
 
 def _cell(values):
@@ -167,3 +171,28 @@ def update_generated_blocks(markdown_file, root, check=False):
         with atomic_write(markdown_file, encoding='utf-8') as f:
             f.write(new)
     return stale
+
+
+def unsourced_quotes(markdown_file, root):
+    """Numbers quoted in prose that no named results file contains.
+
+    Prose between ``<!-- demo-quotes FILE [FILE ...] -->`` and ``<!-- demo-quotes:end -->``
+    may quote any number with two decimals that the rendering of those files (tables, gains and
+    :func:`closing_note`) prints; signs are ignored, so "-7.00" and "−7.00" both match "-7.00".
+
+    Returns:
+        list[str]: ``'FILE: NUMBER'`` for every quoted number found in none of them.
+    """
+    with open(markdown_file, encoding='utf-8') as f:
+        text = f.read()
+    missing = []
+    for match in QUOTES.finditer(text):
+        rendered = ''
+        for name in match['files'].split():
+            with open(osp.join(root, name), encoding='utf-8') as f:
+                results = json.load(f)
+            rendered += render_results(results) + closing_note(results)
+        known = set(NUMBER.findall(rendered))
+        missing += [f'{match["files"]}: {n}' for n in NUMBER.findall(match['body'])
+                    if n not in known]
+    return missing
