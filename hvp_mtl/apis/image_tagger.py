@@ -85,8 +85,9 @@ class ImageTagger(BaseInferencer):
 
     def _init_pipeline(self, cfg: Config) -> Callable:
         """The config's test pipeline without image loading (a default
-        resize + centre crop one if the config has no test dataloader)."""
-        if 'test_dataloader' in cfg:
+        resize + centre crop one if the config has no test dataloader, or sets it to ``None``
+        as the demo pre-training config does)."""
+        if cfg.get('test_dataloader'):
             pipeline_cfg = cfg.test_dataloader.dataset.pipeline
         else:
             img_size = cfg.model.get('backbone', {}).get('img_size', 224)

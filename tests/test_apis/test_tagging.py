@@ -105,3 +105,16 @@ def test_image_tagger_rejects_an_unreadable_file(run, tmp_path):
     tagger = ImageTagger(run['cfg'], str(run['ckpt']), device='cpu')
     with pytest.raises(ValueError, match='bad.jpg'):
         tagger.tag(str(bad))
+
+
+def test_a_config_without_test_dataloader_tags_with_the_default_pipeline(run, scene_image):
+    """The demo pre-training config sets ``test_dataloader = None``; tagging then uses the
+    default resize + centre-crop pipeline at the backbone's size."""
+    from hvp_mtl.apis import ImageTagger
+    cfg = run['cfg'].copy()
+    cfg.test_dataloader = None
+    tagger = ImageTagger(cfg, str(run['ckpt']), device='cpu')
+    names = [type(t).__name__ for t in tagger.pipeline.transforms]
+    assert 'ResizeEdge' in names and 'CenterCrop' in names, names
+    top = tagger.tag(scene_image, topk=3)[0]
+    assert len(top['pred_class']) == 3 and set(top['pred_class']) <= set(tagger.classes)
