@@ -213,13 +213,16 @@ def test_sizes_table_renders_the_difference_of_gains():
     spec = table_specs(('hvp', ), sizes=True, tasks=['seg'])['sizes']
     values = dict(demo_hvp=[6., 8.], demo_random=[1., 3.], wide_hvp=[10., 12.],
                   wide_random=[5., 5.])
-    table = dict(title='Table 6', layout='by_metric', arms=spec['arms'],
+    assert spec['layout'] == 'by_arm'  # a line per arm: six arms fit, 17 columns would not
+    table = dict(title='Table 6', layout='by_arm', arms=spec['arms'],
                  comparisons=spec['comparisons'], gain_comparisons=spec['gain_comparisons'],
                  rows=[dict(task='seg', toolkit='mmseg', model='UperNet', metric='mIoU',
                             values=values)])
     results = _results([1., 2.], [1., 2.])
     results['tables'] = dict(sizes=table)
     text = render_results(results)
+    wide = next(line for line in text.splitlines() if line.startswith('| wide Swin, HVP-MTL'))
+    assert wide == '| wide Swin, HVP-MTL | 11.00 ± 1.41 (n = 2)<br>+6.00 ± 1.00: helped |'
     # gain(wide) = 6 (SE 1), gain(demo) = 5 (SE sqrt(1 + 1)); difference 1, SE sqrt(3) = 1.73
     assert ('- UperNet mIoU: gain of wide Swin, HVP-MTL over wide Swin, random − gain of demo '
             'Swin, HVP-MTL over demo Swin, random = +1.00 ± 1.73: within seed spread') in text

@@ -66,7 +66,7 @@ def table_specs(methods=('hvp', ), ablations=False, sizes=False, tasks=None):
         inits = [m for m in ('hvp', 'mcl') if m in methods] + ['random']
         size = dict(title='Table 6 at demo scale: gain over random init per backbone size (demo '
                     'Swin: C = 32, depths 2-2-2-2; wide Swin: C = 48, depths 2-2-4-2)',
-                    layout='by_metric', tasks=TRANSFER_TASKS, arms={}, runs={}, comparisons=[],
+                    layout='by_arm', tasks=TRANSFER_TASKS, arms={}, runs={}, comparisons=[],
                     gain_comparisons=[])
         for arch in ('demo', 'wide'):
             group = 'main' if arch == 'demo' else f'size_{arch}'

@@ -103,7 +103,8 @@ def render_table(table):
     lines += _by_arm(table) if table.get('layout') == 'by_arm' else _by_metric(table)
     if table.get('layout') == 'by_arm':
         bases = sorted({table['arms'][b] for _, b in table['comparisons']})
-        lines += ['', f'Second line of a cell: difference to {" / ".join(bases)} (± SE).']
+        lines += ['', "Second line of a cell: difference (± SE) to the line's baseline, "
+                  f'{" / ".join(bases)}.']
     gains = _gain_lines(table)
     if gains:
         lines += ['', 'Difference of gains (SE = sqrt(SE_1^2 + SE_2^2); "larger" / "smaller" by '
