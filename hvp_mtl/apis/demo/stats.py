@@ -65,13 +65,16 @@ def compare(a: Sequence[Optional[float]], b: Sequence[Optional[float]]) -> Dict:
     if sa['n'] < 2 or sb['n'] < 2:
         return dict(diff=diff, se=None, verdict='one seed: no verdict')
     se = math.sqrt(sa['std']**2 / sa['n'] + sb['std']**2 / sb['n'])
+    return dict(diff=diff, se=se, verdict=_verdict(diff, se, 'helped', 'hurt'))
+
+
+def _verdict(diff, se, above, below):
+    """``above`` / ``below`` when ``diff`` is more than ``Z_THRESHOLD`` x ``se`` away from 0."""
     if diff > Z_THRESHOLD * se:
-        verdict = 'helped'
-    elif diff < -Z_THRESHOLD * se:
-        verdict = 'hurt'
-    else:
-        verdict = 'within seed spread'
-    return dict(diff=diff, se=se, verdict=verdict)
+        return above
+    if diff < -Z_THRESHOLD * se:
+        return below
+    return 'within seed spread'
 
 
 def compare_gains(a: Sequence[Optional[float]], a0: Sequence[Optional[float]],
@@ -98,10 +101,4 @@ def compare_gains(a: Sequence[Optional[float]], a0: Sequence[Optional[float]],
     if ga['se'] is None or gb['se'] is None:
         return dict(diff=diff, se=None, verdict='one seed: no verdict')
     se = math.sqrt(ga['se']**2 + gb['se']**2)
-    if diff > Z_THRESHOLD * se:
-        verdict = 'larger'
-    elif diff < -Z_THRESHOLD * se:
-        verdict = 'smaller'
-    else:
-        verdict = 'within seed spread'
-    return dict(diff=diff, se=se, verdict=verdict)
+    return dict(diff=diff, se=se, verdict=_verdict(diff, se, 'larger', 'smaller'))
