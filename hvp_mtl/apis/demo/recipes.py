@@ -27,7 +27,7 @@ SIZES = {
          cls=3,
          # detection and segmentation as at the default size: 4 epochs on 96 images gave 0.0 box
          # AP for every initialisation, 300 iterations on 96 images background-only maps (12.22
-         # mIoU) in a third of the wide-Swin runs
+         # mIoU) in 5 of 15 runs (docs/RESULTS.md)
          det=6,
          seg=400),
     'default':
