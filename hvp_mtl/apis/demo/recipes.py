@@ -25,7 +25,7 @@ SIZES = {
          pretrain=120,
          batch=32,
          cls=3,
-         # detection and segmentation as at the default size: 4 epochs on 96 images gave 0.0 box
+         # detection and segmentation as at the default size: 4 epochs on 96 images gave <= 0.4 box
          # AP for every initialisation, 300 iterations on 96 images background-only maps (12.22
          # mIoU) in 5 of 15 runs (docs/RESULTS.md)
          det=6,
