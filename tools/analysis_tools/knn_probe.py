@@ -19,8 +19,9 @@ import argparse
 import json
 import os
 
+import torch.distributed as dist
 from mmengine.config import DictAction
-from mmengine.dist import get_dist_info
+from mmengine.dist import barrier, get_dist_info, is_distributed
 
 from hvp_mtl.apis.checkpoint_knn_probe import knn_probe_checkpoint
 from hvp_mtl.utils.atomic_io import atomic_write
@@ -67,6 +68,11 @@ def main(argv=None):
     if rank == 0 and args.out:
         with atomic_write(args.out) as f:
             json.dump(result, f, indent=2)
+    if is_distributed():
+        # every rank leaves together and closes the group: a rank exiting while gloo's threads
+        # still run died with SIGABRT ("terminate called without an active exception") under load
+        barrier()
+        dist.destroy_process_group()
     return result
 
 
