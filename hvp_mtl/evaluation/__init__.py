@@ -18,6 +18,7 @@ from .multi_label_metrics import (
                                  binarize_soft_targets,
 )
 from .multi_label_val_loop import MultiLabelValLoop, evenly_spaced_indices
+from .objective_metrics import evaluate_objectives, train_label_frequencies
 
 __all__ = [
     'RankShardSampler', 'build_sharded_dataloader', 'extract_features',
@@ -27,5 +28,6 @@ __all__ = [
     'SoftTargetMultiLabelMetric', 'average_precision_per_class',
     'class_chunked_average_precision',
     'IterIntervalValHook',
-    'binarize_soft_targets', 'MultiLabelValLoop', 'evenly_spaced_indices'
+    'binarize_soft_targets', 'MultiLabelValLoop', 'evenly_spaced_indices',
+    'evaluate_objectives', 'train_label_frequencies'
 ]

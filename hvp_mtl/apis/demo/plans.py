@@ -10,6 +10,7 @@ import shlex
 import subprocess
 import sys
 
+from .objectives import collect_objectives
 from .recipes import ABLATION_WEIGHTS
 from .runner import ROOT
 from .table import ABLATIONS, INITS, collect_table, read_stages
@@ -120,10 +121,17 @@ def build_results(work_dir, tables, seeds, size, argv):
                                 rows=collect_table(work_dir, seeds, arms, set(spec['tasks'])))
         if spec.get('gain_comparisons'):
             out_tables[name]['gain_comparisons'] = spec['gain_comparisons']
+    runs = {}  # the HVP-MTL pre-trainings, each once, under the first arm that uses it
+    for spec in tables.values():
+        for arm, (group, init, method, _, _) in spec['runs'].items():
+            if method == 'hvp':
+                runs.setdefault(f'{group}/{init}', (spec['arms'][arm], group, init))
+    objectives = collect_objectives(work_dir, seeds, runs)
     stages = read_stages(work_dir)
     dirty = bool(_git('status', '--porcelain', '--untracked-files=no'))
     command = ' '.join(shlex.quote(a) for a in [osp.relpath(sys.argv[0], ROOT)] + list(argv))
     return dict(commit=_git('rev-parse', 'HEAD') or 'unknown', dirty_tree=dirty,
                 command=f'python {command}', size=size, seeds=list(seeds), tables=out_tables,
+                objectives=objectives,
                 stages=stages, wall_s=round(sum(s['wall'] for s in stages.values()), 1),
                 cpu_s=round(sum(s['cpu'] for s in stages.values()), 1))

@@ -17,6 +17,7 @@ import re
 
 from hvp_mtl.utils.atomic_io import atomic_write
 
+from .objectives import render_objectives, run_learned, unlearned_supervision_notes
 from .stats import VERDICT_RULE, compare, compare_gains, summarise
 
 __all__ = ['render_results', 'render_table', 'update_generated_blocks', 'closing_note',
@@ -115,6 +116,11 @@ def render_table(table):
 def render_results(results):
     """Markdown of a whole results file: its tables, the rule, the run's seeds, command, time."""
     parts = [render_table(t) for t in results['tables'].values()]
+    objectives = results.get('objectives')
+    if objectives:
+        notes = unlearned_supervision_notes(objectives, {k: r['label']
+                                                         for k, r in objectives.items()})
+        parts.append(render_objectives(objectives) + ''.join(f'\n{n}\n' for n in notes))
     seeds = results['seeds']
     foot = [
         f'Mean ± standard deviation over seeds {", ".join(map(str, seeds))} (n = {len(seeds)}; '
@@ -137,7 +143,15 @@ def closing_note(results):
                 diff, verdict = _diff(row['values'][arm], row['values'][base])
                 lines.append(f'- {row["toolkit"]} {row["model"]} {row["metric"]}: '
                              f'{arms[arm]} vs {arms[base]} {diff}: {verdict}.')
-        lines += _gain_lines(table)
+    objectives = results.get('objectives') or {}
+    for run in objectives.values():
+        for task, entry in run['objectives'].items():
+            k, n = sum(v for v in entry['learned'] if v), len(entry['learned'])
+            lines.append(f'- {run["label"]}, objective {task}: '
+                         f'{"learned" if run_learned(entry) else "not learned"} ({k} of {n} '
+                         'seeds).')
+    lines += [f'- {n}' for n in unlearned_supervision_notes(
+        objectives, {k: r['label'] for k, r in objectives.items()})]
     return '\n'.join(lines) + '\n'
 
 
@@ -178,8 +192,9 @@ def unsourced_quotes(markdown_file, root):
     """Numbers quoted in prose that no named results file contains.
 
     Prose between ``<!-- demo-quotes FILE [FILE ...] -->`` and ``<!-- demo-quotes:end -->``
-    may quote any number with two decimals that the rendering of those files (tables, gains and
-    :func:`closing_note`) prints; signs are ignored, so "-7.00" and "−7.00" both match "-7.00".
+    may quote any number with two decimals that the rendering of those files (tables with their
+    gain lines, and :func:`closing_note`) prints; signs are ignored, so "-7.00" and "−7.00"
+    both match "-7.00".
 
     Returns:
         list[str]: ``'FILE: NUMBER'`` for every quoted number found in none of them.

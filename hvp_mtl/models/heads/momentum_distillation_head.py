@@ -42,9 +42,10 @@ class MomentumDistillationHead(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.loss_module = build_module(loss)
 
-    def task_loss(self, step: TaskStep
-                  ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        """Eq. (6) of one step; no logs."""
+    def similarities(self, step: TaskStep
+                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Eq. (5) of both sides: student ``S(h, Q0)`` and teacher
+        ``S(h', Q0)`` (no grad), each ``[B, C]`` fp32."""
         student = step.students['mlc_head']
         label_embeddings = student.class_embeddings()
         with torch.no_grad():
@@ -53,4 +54,9 @@ class MomentumDistillationHead(BaseModule):
                                                    label_embeddings.detach())
         student_sim = student.label_similarity(step.shared['mlc_tokens'],
                                                label_embeddings)
-        return self.loss_module(student_sim, teacher_sim), {}
+        return student_sim, teacher_sim
+
+    def task_loss(self, step: TaskStep
+                  ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """Eq. (6) of one step; no logs."""
+        return self.loss_module(*self.similarities(step)), {}

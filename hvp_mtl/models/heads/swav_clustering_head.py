@@ -171,6 +171,14 @@ class SwAVClusteringHead(BaseModule):
         pooled = feats.mean(dim=(2, 3)) if feats.dim() == 4 else feats
         return F.normalize(self.projector(pooled), dim=1)
 
+    def prototype_scores(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Cosine scores ``[N, K]`` of unit embeddings ``[N, out]`` against
+        the prototypes, in fp32: they are divided by epsilon = 0.05 inside
+        Sinkhorn, where bf16 rounding would be amplified 20x."""
+        with torch.autocast(device_type=embeddings.device.type,
+                            enabled=False):
+            return embeddings.float() @ self.prototypes.weight.float().t()
+
     def loss(
         self, feats: Union[torch.Tensor, Sequence[torch.Tensor]]
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
@@ -191,11 +199,7 @@ class SwAVClusteringHead(BaseModule):
         batch = embeddings.shape[0] // 2
         frozen = iteration < self.freeze_prototypes_iters
         weight = self.prototypes.weight
-        # Cosine scores in fp32: they are divided by epsilon = 0.05 inside
-        # Sinkhorn, where bf16 rounding would be amplified 20x.
-        with torch.autocast(device_type=embeddings.device.type,
-                            enabled=False):
-            scores = embeddings.float() @ weight.float().t()
+        scores = self.prototype_scores(embeddings)
         if frozen and weight.requires_grad:
             self._clear_grad_after_backward(weight)
         scores0, scores1 = scores[:batch], scores[batch:]
