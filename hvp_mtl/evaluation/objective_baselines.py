@@ -7,7 +7,8 @@ looks at no image achieves. Each objective's trivial predictor:
 objective      measured                         trivial baseline
 =============  ===============================  ===============================================
 ``mlc``        macro mAP on held-out images     the label prior: every image gets the same
-               (eq. 1's decoder, %)             score vector (the training class frequencies)
+               (eq. 1's decoder, %)             score vector (the training class frequencies);
+                                                its expected AP over the tied images' order
 ``swav``       swapped prediction, eq. (2)-(3)  a uniform prediction over the K prototypes:
                                                 cross-entropy ``ln K`` for any codes
 ``mim``        masked L1, eq. (4)               predicting 0 in the normalised target space
@@ -27,8 +28,8 @@ import torch
 
 from .class_chunked_ap import average_precision_per_class
 
-__all__ = ['expected_random_ranking_ap', 'label_prior_map', 'label_prior_image_ap', 'uniform_prediction_loss',
-           'zero_prediction_mim_loss', 'mean_teacher_distillation_loss', 'code_statistics',
+__all__ = ['expected_random_ranking_ap', 'label_prior_map', 'label_prior_image_ap',
+           'uniform_prediction_loss', 'zero_prediction_mim_loss', 'mean_teacher_distillation_loss', 'code_statistics',
            'gap_closed', 'learned', 'LEARNED_MARGIN']
 
 #: the share of the baseline-to-perfect gap an objective must close to count as learned
