@@ -29,7 +29,8 @@ import torch
 from .class_chunked_ap import average_precision_per_class
 
 __all__ = ['expected_random_ranking_ap', 'label_prior_map', 'label_prior_image_ap',
-           'uniform_prediction_loss', 'zero_prediction_mim_loss', 'mean_teacher_distillation_loss', 'code_statistics',
+           'uniform_prediction_loss', 'zero_prediction_mim_loss', 'mean_teacher_distillation_loss',
+           'code_statistics',
            'gap_closed', 'learned', 'LEARNED_MARGIN']
 
 #: the share of the baseline-to-perfect gap an objective must close to count as learned
