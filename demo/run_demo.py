@@ -45,6 +45,13 @@ from hvp_mtl.apis.demo import (
     table_specs,
     update_generated_blocks,
 )
+from hvp_mtl.apis.demo.learning_curve import (
+    plot_learning_curve,
+    render_learning_curve,
+    run_learning_curve,
+    write_learning_curve,
+)
+from hvp_mtl.apis.demo.plans import git_commit
 from hvp_mtl.apis.demo.table import seed_dir
 from hvp_mtl.utils.atomic_io import atomic_write
 
@@ -69,8 +76,19 @@ def parse_args(argv=None):
     parser.add_argument('--tasks', nargs='+', choices=['cls', 'probe', 'det', 'seg'],
                         help='measure only these tasks (default: cls, probe, det and seg in the '
                         'main table, probe, det and seg in Tables 5 and 6)')
+    parser.add_argument('--world', choices=['colour', 'gray'], default='colour',
+                        help='gray: the colour-free variant of the demo world (same scenes, '
+                        'files and class counts; every pixel R = G = B)')
+    parser.add_argument('--learning-curve', action='store_true',
+                        help='instead of the tables: pre-train at every point of the learning '
+                        'curve (images x iterations) on both worlds (or --world W only with '
+                        '--curve-worlds W), probe each export, write learning_curve.json and '
+                        'its chart')
+    parser.add_argument('--curve-worlds', nargs='+', choices=['colour', 'gray'],
+                        default=['colour', 'gray'], help='the worlds of --learning-curve')
     parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'demo'))
-    parser.add_argument('--data-root', help='where the demo world goes (default data/demo/<size>)')
+    parser.add_argument('--data-root', help='where the demo world goes (default '
+                        'data/demo/<size>, data/demo/<size>_gray for --world gray)')
     parser.add_argument('--force', action='store_true', help='redo finished stages')
     parser.add_argument('--no-figures', action='store_true',
                         help='skip the loss curves and MIM picture')
@@ -97,6 +115,21 @@ def write_atomic(path, text):
         f.write(text)
 
 
+def learning_curve(args, argv):
+    """``--learning-curve``: every point on each world, then the file, the chart, the budget."""
+    data = args.data_root or osp.join(ROOT, 'data', 'demo')
+    os.makedirs(args.work_dir, exist_ok=True)
+    curve = run_learning_curve(Demo, args.work_dir, data, worlds=args.curve_worlds,
+                               force=args.force)
+    out = osp.join(args.work_dir, 'learning_curve.json')
+    write_learning_curve(curve, out, dict(command='python demo/run_demo.py ' + ' '.join(argv),
+                                          commit=git_commit()))
+    plot_learning_curve(curve, osp.join(args.work_dir, 'learning_curve.png'))
+    with open(out, encoding='utf-8') as f:
+        print(render_learning_curve(json.load(f)))
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -106,8 +139,11 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.force and osp.isdir(args.work_dir):
         shutil.rmtree(args.work_dir)
-    data = args.data_root or osp.join(ROOT, 'data', 'demo', args.size)
-    demo = Demo(args.work_dir, data, args.size, args.force, args.tensorboard)
+    if args.learning_curve:
+        return learning_curve(args, argv)
+    suffix = '' if args.world == 'colour' else f'_{args.world}'
+    data = args.data_root or osp.join(ROOT, 'data', 'demo', args.size + suffix)
+    demo = Demo(args.work_dir, data, args.size, args.force, args.tensorboard, args.world)
     os.makedirs(demo.work_dir, exist_ok=True)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     methods = ('hvp', 'mcl') if args.method == 'both' else (args.method, )
@@ -123,7 +159,7 @@ def main(argv=None):
         demo.figures(osp.join(main_dir, 'pretrain_hvp'),
                      osp.join(main_dir, 'pretrain_hvp', f'iter_{demo.size["pretrain"]}.pth'))
 
-    results = build_results(demo.work_dir, tables, seeds, args.size, argv)
+    results = build_results(demo.work_dir, tables, seeds, args.size, argv, args.world)
     text = render_results(results) + '\n' + closing_note(results)
     write_atomic(osp.join(demo.work_dir, 'results.json'), json.dumps(results, indent=1) + '\n')
     write_atomic(osp.join(demo.work_dir, 'results.md'), text)

@@ -31,6 +31,9 @@ def parse_args(argv=None):
     parser.add_argument('--num-seg', type=int, default=DEFAULT_WORLD['num_seg'],
                         help='segmentation images (1/4 become validation)')
     parser.add_argument('--size', type=int, default=64, help='image side (px)')
+    parser.add_argument('--palette', choices=['colour', 'gray'], default='colour',
+                        help='gray: the colour-free world (R = G = B, gray levels instead of '
+                        'colours, the same scenes, files and class counts)')
     return parser.parse_args(argv)
 
 
@@ -39,8 +42,8 @@ def main(argv=None):
     start = time.perf_counter()
     make_demo_world(args.out, seed=args.seed, num_pretrain=args.num_pretrain,
                     num_cls=args.num_cls, num_det=args.num_det,
-                    num_seg=args.num_seg, size=args.size)
-    print(f'demo world (seed {args.seed}, {args.size} px) written to '
+                    num_seg=args.num_seg, size=args.size, palette=args.palette)
+    print(f'demo world (seed {args.seed}, {args.size} px, {args.palette}) written to '
           f'{args.out} in {time.perf_counter() - start:.1f}s')
 
 

@@ -20,10 +20,11 @@ from hvp_mtl.utils.atomic_io import atomic_path, atomic_write
 from .recipes import SIZES
 
 __all__ = ['CURVE_POINTS', 'CURVE_WORLDS', 'run_learning_curve', 'read_learning_curve',
-           'choose_budget', 'plot_learning_curve']
+           'choose_budget', 'write_learning_curve', 'plot_learning_curve',
+           'render_learning_curve']
 
 #: (distinct pre-training images, iterations); the demo itself is (512, 300)
-CURVE_POINTS = ((512, 300), (512, 1000), (4000, 300), (4000, 1000), (4000, 3000))
+CURVE_POINTS = ((512, 300), (512, 1000), (4000, 1000), (4000, 3000))
 CURVE_WORLDS = ('colour', 'gray')
 
 
@@ -149,3 +150,37 @@ def plot_learning_curve(curve, out_file, dpi=100):
         fig.savefig(tmp, dpi=dpi, format='png')
     plt.close(fig)
     return out_file
+
+
+def _fmt(value, digits=2):
+    return 'not measured' if value is None else f'{value:.{digits}f}'
+
+
+def render_learning_curve(results):
+    """Markdown of a ``learning_curve.json``: one line per world and point, then the budget."""
+    lines = ['#### Learning curve: what the pre-training learns against its budget', '',
+             '| world | images | iterations | pre-training CPU min | mlc mAP / label prior | '
+             'mlc learned | SwAV / ln K | MIM / zero | linear probe (random init) | kNN '
+             '(random init) |', '|' + '---|' * 10]
+    for world, data in results['curve'].items():
+        rand = data['random_probe'] or {}
+        for row in data['points']:
+            obj, probe = row['objectives'] or {}, row['probe'] or {}
+            mlc, swav, mim = obj.get('mlc'), obj.get('swav'), obj.get('mim')
+            lines.append(' | '.join([
+                f'| {world}', str(row['images']), str(row['iters']),
+                _fmt(row['cpu_s'] and row['cpu_s'] / 60, 1),
+                f'{_fmt(mlc and mlc["value"])} / {_fmt(mlc and mlc["baseline"])}',
+                'not measured' if not mlc else ('yes' if mlc['learned'] else 'no'),
+                f'{_fmt(swav and swav["value"], 3)} / {_fmt(swav and swav["baseline"], 3)}',
+                f'{_fmt(mim and mim["value"], 3)} / {_fmt(mim and mim["baseline"], 3)}',
+                f'{_fmt(probe.get("linear"))} ({_fmt(rand.get("linear"))})',
+                f'{_fmt(probe.get("knn"))} ({_fmt(rand.get("knn"))}) |']))
+    budget = results.get('budget')
+    lines += ['', 'Chosen budget: ' + (
+        f'{budget["images"]} images x {budget["iters"]} iterations '
+        f'({budget["cpu_s"] / 60:.1f} CPU min per pre-training): {budget["reason"]}.'
+        if budget else 'none of the measured points learns the multi-label objective on '
+        'every world.'),
+        '', f'Command: `{results.get("command", "")}` (commit {results.get("commit", "")[:10]}).']
+    return '\n'.join(lines) + '\n'

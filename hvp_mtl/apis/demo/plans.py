@@ -15,7 +15,7 @@ from .recipes import ABLATION_WEIGHTS
 from .runner import ROOT
 from .table import ABLATIONS, INITS, collect_table, read_stages
 
-__all__ = ['table_specs', 'run_tables', 'build_results']
+__all__ = ['table_specs', 'run_tables', 'build_results', 'git_commit']
 
 ALL_TASKS = ('cls', 'probe', 'det', 'seg')
 TRANSFER_TASKS = ('probe', 'det', 'seg')  # Tables 5 and 6: frozen cls, det and seg
@@ -111,7 +111,12 @@ def _git(*args):
         return ''
 
 
-def build_results(work_dir, tables, seeds, size, argv):
+def git_commit():
+    """The checkout's commit (``'unknown'`` outside git)."""
+    return _git('rev-parse', 'HEAD') or 'unknown'
+
+
+def build_results(work_dir, tables, seeds, size, argv, world='colour'):
     """The results-file dict (see :mod:`.report`) of a demo work dir."""
     out_tables = {}
     for name, spec in tables.items():
@@ -130,7 +135,8 @@ def build_results(work_dir, tables, seeds, size, argv):
     stages = read_stages(work_dir)
     dirty = bool(_git('status', '--porcelain', '--untracked-files=no'))
     command = ' '.join(shlex.quote(a) for a in [osp.relpath(sys.argv[0], ROOT)] + list(argv))
-    return dict(commit=_git('rev-parse', 'HEAD') or 'unknown', dirty_tree=dirty,
+    extra = {} if world == 'colour' else dict(world=world)  # colour files stay as they were
+    return dict(commit=git_commit(), dirty_tree=dirty, **extra,
                 command=f'python {command}', size=size, seeds=list(seeds), tables=out_tables,
                 objectives=objectives,
                 stages=stages, wall_s=round(sum(s['wall'] for s in stages.values()), 1),

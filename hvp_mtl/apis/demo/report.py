@@ -124,7 +124,9 @@ def render_results(results):
     seeds = results['seeds']
     foot = [
         f'Mean ± standard deviation over seeds {", ".join(map(str, seeds))} (n = {len(seeds)}; '
-        'the seed sets pre-training and fine-tuning, the generated world is the same).',
+        'the seed sets pre-training and fine-tuning, the generated world is the same)'
+        + ('.' if results.get('world', 'colour') == 'colour' else
+           f'; world: {results["world"]} (the colour-free variant of the demo world).'),
         f'Verdict rule: {VERDICT_RULE}',
         f'Command: `{results["command"]}` (size {results["size"]}, commit '
         f'{results["commit"][:10]}); wall time {results["wall_s"] / 60:.1f} min, CPU time '

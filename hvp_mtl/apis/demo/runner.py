@@ -34,10 +34,13 @@ class Demo:
         size (str): A key of :data:`SIZES`.
         force (bool): Redo finished stages.
         tensorboard (bool): Also log to TensorBoard.
+        world (str): ``'colour'`` (the demo world) or ``'gray'`` (its colour-free variant,
+            ``make_demo_data.py --palette gray``).
     """
 
-    def __init__(self, work_dir, data_root, size='default', force=False, tensorboard=False):
-        self.size_name, self.size = size, SIZES[size]
+    def __init__(self, work_dir, data_root, size='default', force=False, tensorboard=False,
+                 world='colour'):
+        self.size_name, self.size, self.world = size, SIZES[size], world
         self.work_dir, self.data = osp.abspath(work_dir), osp.abspath(data_root)
         self.force, self.tensorboard = force, tensorboard
         self.stages_file = osp.join(self.work_dir, 'stages.json')
@@ -93,17 +96,19 @@ class Demo:
                 json.dump(self.stages, f, indent=1)
 
     # ------------------------------------------------------------------ stages
-    def make_world(self):
+    def make_world(self, stage='data'):
         world = self.size['world']
         marker = osp.join(self.data, 'world.json')
         if osp.isfile(marker) and not self.force:
             with open(marker, encoding='utf-8') as f:
                 written = json.load(f)
-            if any(written.get(k) != v for k, v in world.items()):  # other size: write anew
+            if (any(written.get(k) != v for k, v in world.items())
+                    or written.get('palette', 'colour') != self.world):  # another world
                 shutil.rmtree(self.data)
-        cmd = [PY, 'tools/dataset_converters/make_demo_data.py', '--out', self.data, '--seed', '0']
+        cmd = [PY, 'tools/dataset_converters/make_demo_data.py', '--out', self.data, '--seed', '0',
+               f'--palette={self.world}']
         cmd += [f'--{k.replace("_", "-")}={v}' for k, v in world.items()]
-        self.run('data', cmd, marker)
+        self.run(stage, cmd, marker)
 
     def pretrain(self, stage, work, seed, method='hvp', loss_weights=None, arch='demo'):
         """Pre-train (``method`` hvp or mcl) into ``work``; returns the last checkpoint."""

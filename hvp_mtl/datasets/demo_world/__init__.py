@@ -24,8 +24,8 @@ import os.path as osp
 
 import numpy as np
 
-from .scenes import COLOURS, SHAPES, TEXTURES, render_scene, sample_scene
-from .taxonomy import DICTIONARY
+from .scenes import COLOURS, GRAY_LEVELS, PALETTES, SHAPES, TEXTURES, render_scene, sample_scene
+from .taxonomy import DICTIONARY, class_names
 from .writers import (
     SEG_CLASSES,
     SEG_PALETTE,
@@ -35,7 +35,8 @@ from .writers import (
     write_pretrain,
 )
 
-__all__ = ['make_demo_world', 'SHAPES', 'COLOURS', 'TEXTURES', 'SEG_CLASSES',
+__all__ = ['make_demo_world', 'SHAPES', 'COLOURS', 'GRAY_LEVELS', 'PALETTES', 'TEXTURES',
+           'SEG_CLASSES',
            'SEG_PALETTE', 'PRETRAIN_CLASSES', 'sample_scene', 'render_scene']
 
 PRETRAIN_CLASSES = tuple(name for _, _, name in DICTIONARY)
@@ -47,7 +48,8 @@ def make_demo_world(out_dir: str,
                     num_cls: int = 384,
                     num_det: int = 192,
                     num_seg: int = 192,
-                    size: int = 64) -> str:
+                    size: int = 64,
+                    palette: str = 'colour') -> str:
     """Write the demo world (see the module doc).
 
     Args:
@@ -58,22 +60,32 @@ def make_demo_world(out_dir: str,
         num_det (int): Detection images (1/4 go to ``val``).
         num_seg (int): Segmentation images (1/4 go to ``validation``).
         size (int): Image side in pixels. Defaults to 64.
+        palette (str): ``'colour'`` (the demo world) or ``'gray'``: the colour-free variant,
+            the same scenes from the same seed with every pixel R = G = B, objects in six gray
+            levels instead of six colours, and the colour tags named after the levels
+            (``intensity``, ``black`` ... ``white``, ``'black circle'`` ...); same files, class
+            counts and splits, so every demo config runs on it unchanged. It measures what
+            pre-training learns beyond colour.
 
     Returns:
         str: ``out_dir``.
     """
     if size < 32:
         raise ValueError(f'size must be at least 32 px, got {size}')
+    if palette not in PALETTES:
+        raise ValueError(f'palette must be one of {PALETTES}, got {palette!r}')
     streams = np.random.SeedSequence(seed).spawn(4)
     rngs = [np.random.default_rng(s) for s in streams]
     os.makedirs(out_dir, exist_ok=True)
-    write_pretrain(osp.join(out_dir, 'pretrain'), rngs[0], num_pretrain, size)
-    write_classification(osp.join(out_dir, 'cls'), rngs[1], num_cls, size)
-    write_coco(osp.join(out_dir, 'coco'), rngs[2], num_det, size)
-    write_ade(osp.join(out_dir, 'ade'), rngs[3], num_seg, size)
+    write_pretrain(osp.join(out_dir, 'pretrain'), rngs[0], num_pretrain, size, palette)
+    write_classification(osp.join(out_dir, 'cls'), rngs[1], num_cls, size, palette)
+    write_coco(osp.join(out_dir, 'coco'), rngs[2], num_det, size, palette)
+    write_ade(osp.join(out_dir, 'ade'), rngs[3], num_seg, size, palette)
     world = dict(seed=seed, size=size, num_pretrain=num_pretrain,
-                 num_cls=num_cls, num_det=num_det, num_seg=num_seg,
-                 classes=dict(pretrain=list(PRETRAIN_CLASSES), cls=list(SHAPES),
+                 num_cls=num_cls, num_det=num_det, num_seg=num_seg)
+    if palette != 'colour':  # the colour world's file stays as it was
+        world['palette'] = palette
+    world.update(classes=dict(pretrain=class_names(palette), cls=list(SHAPES),
                               det=list(SHAPES), seg=list(SEG_CLASSES)))
     with open(osp.join(out_dir, 'world.json'), 'w', newline='\n') as f:
         json.dump(world, f, indent=1)

@@ -13,7 +13,7 @@ from typing import List, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ['SHAPES', 'COLOURS', 'TEXTURES', 'SceneObject', 'Scene',
+__all__ = ['SHAPES', 'COLOURS', 'TEXTURES', 'GRAY_LEVELS', 'PALETTES', 'SceneObject', 'Scene',
            'sample_scene', 'render_scene']
 
 # sorted, so that folder scanning (mmpretrain CustomDataset) and list files
@@ -24,6 +24,13 @@ COLOURS = {  # saturated object colours (RGB)
     'yellow': (235, 210, 40), 'magenta': (200, 50, 200), 'cyan': (40, 200, 210)
 }
 TEXTURES = ('plain', 'striped', 'dotted', 'checkered')
+#: The colour-free world (``palette='gray'``): each colour slot becomes a gray level, named
+#: after it. Every level is outside the background's range (74-185 after its texture shade),
+#: three below it and three above, 20-30 apart, so that the level (the tag) stays visible and
+#: distinct against any background; the +-8 jitter per object keeps neighbours apart.
+GRAY_LEVELS = {'red': ('black', 14), 'green': ('charcoal', 38), 'blue': ('dim', 62),
+               'yellow': ('light', 200), 'magenta': ('pale', 226), 'cyan': ('white', 250)}
+PALETTES = ('colour', 'gray')
 
 
 @dataclass
@@ -145,19 +152,28 @@ def sample_scene(rng: np.random.Generator, size: int, num_objects: int,
                  objects=objects)
 
 
-def render_scene(scene: Scene, rng: np.random.Generator):
+def render_scene(scene: Scene, rng: np.random.Generator, palette: str = 'colour'):
     """Rasterise a scene.
 
     Args:
         scene (Scene): The scene.
         rng (np.random.Generator): Source of texture phases and pixel noise.
+        palette (str): ``'colour'``, or ``'gray'``: every pixel has R = G = B; the
+            background is the gray of its colour (no tint), each object the gray level of its
+            colour slot (:data:`GRAY_LEVELS`), one noise value per pixel. The generator draws
+            the same numbers in both palettes, so one seed gives the same scenes.
 
     Returns:
         tuple: ``image`` uint8 [S, S, 3] (RGB), ``instance_masks`` list of
         bool [S, S] (visible pixels of each object, drawing order).
     """
+    if palette not in PALETTES:
+        raise ValueError(f'palette must be one of {PALETTES}, got {palette!r}')
+    gray = palette == 'gray'
     size = scene.size
     base = np.array(scene.background_colour, dtype=np.float32)
+    if gray:
+        base = np.full(3, base.mean(), dtype=np.float32)
     pattern = texture_pattern(scene.background_texture, size,
                               scene.texture_period * 1.5,
                               float(rng.uniform(0, 8)), float(rng.uniform(-1, 1)))
@@ -167,8 +183,13 @@ def render_scene(scene: Scene, rng: np.random.Generator):
         canvas = Image.new('L', (size, size), 0)
         ImageDraw.Draw(canvas).polygon(obj.polygon, fill=1)
         mask = np.asarray(canvas, dtype=bool)
-        colour = np.array(COLOURS[obj.colour], dtype=np.float32)
-        colour = np.clip(colour + rng.uniform(-20, 20, size=3), 0, 255)
+        jitter = rng.uniform(-20, 20, size=3)
+        if gray:
+            level = GRAY_LEVELS[obj.colour][1] + 0.4 * jitter.mean()
+            colour = np.full(3, np.clip(level, 0, 255), dtype=np.float32)
+        else:
+            colour = np.array(COLOURS[obj.colour], dtype=np.float32)
+            colour = np.clip(colour + jitter, 0, 255)
         fill = texture_pattern(obj.texture, size, scene.texture_period,
                                float(rng.uniform(0, 8)), float(rng.uniform(-1, 1)))
         shaded = np.where(fill[..., None], colour, colour * 0.45)
@@ -176,5 +197,6 @@ def render_scene(scene: Scene, rng: np.random.Generator):
         for previous in masks:  # later objects occlude earlier ones
             previous &= ~mask
         masks.append(mask.copy())
-    image = image + rng.normal(0, 5, size=image.shape)
+    noise = rng.normal(0, 5, size=image.shape)
+    image = image + (noise[..., :1] if gray else noise)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), masks

@@ -19,10 +19,10 @@ were machine-tagged: leaves and ancestors at 0.9, co-occurring attributes
 """
 from typing import Dict, List, Tuple
 
-from .scenes import COLOURS, SHAPES, TEXTURES, Scene
+from .scenes import COLOURS, GRAY_LEVELS, SHAPES, TEXTURES, Scene
 
 __all__ = ['DICTIONARY', 'class_index', 'scene_tags', 'write_dictionary',
-           'COUNT_NAMES']
+           'COUNT_NAMES', 'class_names']
 
 COUNT_NAMES = ('one object', 'two objects', 'three objects', 'four objects')
 
@@ -76,10 +76,34 @@ def scene_tags(scene: Scene, machine_tagged: bool) -> Dict[int, float]:
     return tags
 
 
-def write_dictionary(path: str):
-    """Write :data:`DICTIONARY` in the official tab-separated layout."""
+def class_names(palette: str = 'colour') -> List[str]:
+    """The class names of :data:`DICTIONARY` as a world of ``palette`` writes them.
+
+    The colour-free world (``'gray'``) keeps every index, id and parent: the ``colour`` root
+    is named ``intensity``, each colour its gray level (``scenes.GRAY_LEVELS``), and each
+    ``'<colour> <shape>'`` leaf ``'<level> <shape>'``.
+    """
+    names = [name for _, _, name in DICTIONARY]
+    if palette == 'colour':
+        return names
+    levels = {colour: level for colour, (level, _) in GRAY_LEVELS.items()}
+    out = []
+    for name in names:
+        head, _, rest = name.partition(' ')
+        if name == 'colour':
+            out.append('intensity')
+        elif head in levels:
+            out.append(' '.join(filter(None, [levels[head], rest])))
+        else:
+            out.append(name)
+    return out
+
+
+def write_dictionary(path: str, palette: str = 'colour'):
+    """Write :data:`DICTIONARY` (names of ``palette``) in the official tab-separated layout."""
+    names = class_names(palette)
     with open(path, 'w', encoding='utf-8', newline='\n') as f:
         f.write('category_index\tcategory_id\tindex_of_parent_category\t'
                 'category name\n')
-        for i, (wnid, parent, name) in enumerate(DICTIONARY):
-            f.write(f'{i}\t{wnid}\t{parent}\t{name}\n')
+        for i, (wnid, parent, _) in enumerate(DICTIONARY):
+            f.write(f'{i}\t{wnid}\t{parent}\t{names[i]}\n')

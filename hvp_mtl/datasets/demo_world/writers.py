@@ -37,7 +37,7 @@ def _format_conf(conf: float, machine_tagged: bool) -> str:
 
 
 def write_pretrain(root: str, rng: np.random.Generator, num_images: int,
-                   size: int):
+                   size: int, palette: str = 'colour'):
     """Tencent ML-Images format: ``train.txt``/``val.txt``, dictionary, images.
 
     Half of the lines are "ImageNet-like" (``dw000031/dw000031_17.JPEG``,
@@ -46,13 +46,13 @@ def write_pretrain(root: str, rng: np.random.Generator, num_images: int,
     confidences 0.8 / 0.9). See :mod:`.taxonomy`.
     """
     os.makedirs(root, exist_ok=True)
-    write_dictionary(osp.join(root, 'dictionary_and_semantic_hierarchy.txt'))
+    write_dictionary(osp.join(root, 'dictionary_and_semantic_hierarchy.txt'), palette)
     num_val = max(2, num_images // 8)
     for split, count in (('train', max(2, num_images - num_val)), ('val', num_val)):
         lines = []
         for i in range(count):
             scene = sample_scene(rng, size, int(rng.integers(1, 5)))
-            image, _ = render_scene(scene, rng)
+            image, _ = render_scene(scene, rng, palette)
             machine_tagged = bool(i % 2)
             tags = scene_tags(scene, machine_tagged)
             pairs = [f'{c}:{_format_conf(v, machine_tagged)}' for c, v in tags.items()]
@@ -74,7 +74,7 @@ def write_pretrain(root: str, rng: np.random.Generator, num_images: int,
 
 
 def write_classification(root: str, rng: np.random.Generator, num_images: int,
-                         size: int):
+                         size: int, palette: str = 'colour'):
     """ImageNet layout: ``{train,val}/<shape>/*.jpg``, ``meta/{train,val}.txt``.
 
     Each image has one dominant object (radius 30-42 % of the side) and up to
@@ -92,7 +92,7 @@ def write_classification(root: str, rng: np.random.Generator, num_images: int,
                                  radius_range=(0.08, 0.14),
                                  dominant_radius=(0.30, 0.42),
                                  first_shape=SHAPES[label])
-            image, _ = render_scene(scene, rng)
+            image, _ = render_scene(scene, rng, palette)
             relative = f'{SHAPES[label]}/{SHAPES[label]}_{split}_{i:05d}.jpg'
             _save_jpeg(image, osp.join(root, split, relative))
             lines.append(f'{relative} {label}')
@@ -100,7 +100,8 @@ def write_classification(root: str, rng: np.random.Generator, num_images: int,
             f.write('\n'.join(lines) + '\n')
 
 
-def write_coco(root: str, rng: np.random.Generator, num_images: int, size: int):
+def write_coco(root: str, rng: np.random.Generator, num_images: int,
+               size: int, palette: str = 'colour'):
     """COCO instances: ``{train,val}/*.jpg``, ``annotations/instances_*.json``.
 
     Categories are the shapes (ids from 1); every object has a tight box, the
@@ -115,7 +116,7 @@ def write_coco(root: str, rng: np.random.Generator, num_images: int, size: int):
         for i in range(count):
             scene = sample_scene(rng, size, int(rng.integers(1, 5)),
                                  radius_range=(0.12, 0.26))
-            image, masks = render_scene(scene, rng)
+            image, masks = render_scene(scene, rng, palette)
             file_name = f'{split}_{i:06d}.jpg'
             _save_jpeg(image, osp.join(root, split, file_name))
             images.append(dict(id=i + 1, file_name=file_name, width=size,
@@ -146,7 +147,8 @@ def _boundary(mask: np.ndarray) -> np.ndarray:
     return mask & ~inner
 
 
-def write_ade(root: str, rng: np.random.Generator, num_images: int, size: int):
+def write_ade(root: str, rng: np.random.Generator, num_images: int,
+              size: int, palette: str = 'colour'):
     """ADE20K layout: ``images/{training,validation}/*.jpg`` and label PNGs.
 
     Label values: 0 = unlabelled (object outlines; ignored by
@@ -157,7 +159,7 @@ def write_ade(root: str, rng: np.random.Generator, num_images: int, size: int):
         for i in range(count):
             scene = sample_scene(rng, size, int(rng.integers(1, 5)),
                                  radius_range=(0.12, 0.28))
-            image, masks = render_scene(scene, rng)
+            image, masks = render_scene(scene, rng, palette)
             label = np.ones((size, size), dtype=np.uint8)
             for obj, mask in zip(scene.objects, masks):
                 label[mask] = SHAPES.index(obj.shape) + 2
