@@ -127,3 +127,63 @@ def test_a_second_run_resumes_and_reprints_the_same_table(demo):
     assert proc.stdout.count('already done') == 1 + len(SEEDS) * 16 + 2
     after = json.loads((tmp / 'work' / 'results.json').read_text())
     assert after['tables'] == before['tables'] and after['stages'] == before['stages']
+
+
+def test_objectives_of_every_hvp_pretraining_reach_the_results(demo):
+    tmp, stdout = demo
+    results = json.loads((tmp / 'work' / 'results.json').read_text())
+    runs = results['objectives']
+    assert list(runs) == ['main/hvp']  # MCL's objective is not one of the four
+    objectives = runs['main/hvp']['objectives']
+    assert set(objectives) == {'mim', 'swav', 'mlc', 'distill'}
+    for task, entry in objectives.items():
+        assert len(entry['end']) == len(SEEDS) and all(v is not None for v in entry['end'])
+        assert all(isinstance(v, bool) for v in entry['learned']), task
+        history = json.loads(pathlib.Path(seed_dir(str(tmp / 'work'), 1), 'pretrain_hvp',
+                                          'objectives.json').read_text())
+        assert entry['end'][1] == history[-1]['objectives'][task]['value']
+        assert history[0]['step'] == 0 and history[-1]['step'] == 4  # the tiny size's 4
+    text = (tmp / 'work' / 'results.md').read_text()
+    assert 'Pre-training objectives on held-out images against their trivial baselines' in text
+
+
+def test_init_diagnostics_and_remedies_on_the_demo_export(demo):
+    """The diagnostics tool and the two remedies on the tiny demo's export (real files)."""
+    import torch
+
+    from hvp_mtl.apis.init_diagnostics import diagnose
+    from hvp_mtl.apis.init_remedies import (
+        load_backbone,
+        random_backbone_state,
+        reinit_stages,
+        shrink_perturb,
+    )
+    tmp, _ = demo
+    config = str(ROOT / 'configs' / 'demo' / 'swin-demo_cls.py')
+    cls_root = str(tmp / 'data' / 'cls') + '/'
+    options = {f'{s}_dataloader.dataset.data_root': cls_root for s in ('train', 'val', 'test')}
+    export = str(pathlib.Path(seed_dir(str(tmp / 'work'), 0), 'backbone_hvp.pth'))
+    out = tmp / 'diag.json'
+    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'analysis_tools' /
+                                               'init_diagnostics.py'), config, '--init', 'random',
+                           '--init', f'hvp={export}', '--out', str(out), '--cfg-options',
+                           *[f'{k}={v}' for k, v in options.items()]],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'stage 3 effective rank' in proc.stdout
+    result = json.loads(out.read_text())
+    assert result == diagnose(config, dict(random=None, hvp=export), 0, options)  # seeded
+    for init in ('random', 'hvp'):
+        assert len(result[init]['features']) == 4 and result[init]['grad_norms']['head'] > 0
+    # the remedies: identity, the random init itself, and stages replaced
+    state, _ = load_backbone(export)
+    reference = random_backbone_state(config, 0, options)
+    same = shrink_perturb(state, reference, 1.0, 0.0)
+    assert all(torch.equal(same[k], state[k]) for k in state)
+    fresh = shrink_perturb(state, reference, 0.0, 1.0)
+    assert all(torch.equal(fresh[k], reference[k]) for k in state if state[k].is_floating_point())
+    diag_random = result['random']['weights']
+    re4 = reinit_stages(state, reference, 4)
+    assert all(torch.equal(re4[k], reference[k]) for k in state if '.stages.' in k)
+    assert all(torch.equal(re4[k], state[k]) for k in state if k.startswith('backbone.patch_embed'))
+    assert diag_random[0]['ln_gain'] == 1.0  # LayerNorms of a random init: gamma 1
