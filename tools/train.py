@@ -11,10 +11,14 @@ plumbing and the runner builder live in :mod:`hvp_mtl.apis.runner_builder`.
 """
 import argparse
 import os
+import sys
 
 from mmengine.config import Config, DictAction
 
 from hvp_mtl.apis.runner_builder import build_runner, merge_args
+from hvp_mtl.engine.hooks.atomic_checkpoint_hook import CheckpointWriteError
+from hvp_mtl.engine.runner.parent_death import die_with_launcher, started_by_launcher
+from hvp_mtl.engine.runner.work_dir_lock import WorkDirLocked, acquire_work_dir_lock
 
 
 def parse_args(argv=None):
@@ -51,10 +55,18 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if started_by_launcher():  # a worker ends with its launcher (docs/PRETRAIN.md, faults)
+        die_with_launcher()
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
-    runner = build_runner(cfg)
-    runner.train()
+    rank = int(os.environ.get('RANK', os.environ.get('SLURM_PROCID', '0')))
+    try:
+        if rank == 0:  # before anything is written: one job per work dir
+            acquire_work_dir_lock(cfg.work_dir)
+        runner = build_runner(cfg)
+        runner.train()
+    except (WorkDirLocked, CheckpointWriteError) as err:
+        sys.exit(f'error: {err}')
 
 
 if __name__ == '__main__':

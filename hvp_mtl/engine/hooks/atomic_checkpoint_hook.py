@@ -39,9 +39,11 @@ from mmpretrain.registry import HOOKS
 
 from ...utils.atomic_io import atomic_write, commit_file
 from ..runner.resume_state import GATHER_EVENT
+from .checkpoint_space import CheckpointWriteError, warn_if_disk_too_small, write_failure
 
 __all__ = [
-    'AtomicCheckpointHook', 'is_intact_checkpoint', 'find_intact_checkpoint'
+    'AtomicCheckpointHook', 'is_intact_checkpoint', 'find_intact_checkpoint',
+    'CheckpointWriteError'
 ]
 
 
@@ -142,8 +144,13 @@ class AtomicCheckpointHook(CheckpointHook):
 
     Accepts every argument of :class:`mmengine.hooks.CheckpointHook`. Atomic
     writes apply to local directories; other backends are written as by
-    mmengine (with a warning).
+    mmengine (with a warning). Before the first save it warns when the disk
+    cannot hold ``max_keep_ckpts + 1`` checkpoints; a save that fails raises
+    :class:`~.checkpoint_space.CheckpointWriteError` after removing its temp
+    file (previous checkpoint and ``last_checkpoint`` untouched).
     """
+
+    _space_checked = False
 
     # ------------------------------------------------------------ resume --
     def before_run(self, runner) -> None:
@@ -193,19 +200,27 @@ class AtomicCheckpointHook(CheckpointHook):
         self.last_ckpt = final_path
         runner.message_hub.update_info('last_ckpt', final_path)
 
-        runner.save_checkpoint(
-            self.out_dir,
-            f'{ckpt_filename}.tmp',
-            self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta,
-            by_epoch=self.by_epoch,
-            backend_args=self.backend_args,
-            **self.args)
-        if not is_main_process():
-            return
-        commit_file(f'{final_path}.tmp', final_path)
+        if not self._space_checked and is_main_process():
+            self._space_checked = True
+            warn_if_disk_too_small(runner, self.out_dir, self.max_keep_ckpts)
+        try:
+            runner.save_checkpoint(
+                self.out_dir,
+                f'{ckpt_filename}.tmp',
+                self.file_client_args,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler,
+                meta=meta,
+                by_epoch=self.by_epoch,
+                backend_args=self.backend_args,
+                **self.args)
+            if not is_main_process():
+                return
+            commit_file(f'{final_path}.tmp', final_path)
+        except (OSError, RuntimeError) as err:
+            if isinstance(err, RuntimeError) and 'write' not in str(err):
+                raise
+            raise write_failure(runner, final_path, err) from None
         with atomic_write(osp.join(runner.work_dir, 'last_checkpoint')) as f:
             f.write(final_path)
         if expired is not None and expired != step:
