@@ -38,13 +38,20 @@ def _tensor_bytes(obj):
 
 
 def estimate_checkpoint_bytes(runner):
-    """Bytes of the model's state dict and the optimizer's state: a checkpoint's bulk."""
-    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
-    total = _tensor_bytes(model.state_dict())
+    """Bytes of the model's parameters and buffers and the optimizer's state: a checkpoint's
+    bulk. Read from the tensors this process holds, with no collective (it runs on rank 0
+    alone): under FSDP the flat parameters and their optimizer state are shards, so those
+    count ``world_size`` times."""
+    from mmengine.dist import get_world_size
+    model = runner.model
+    params = sum(_tensor_bytes(p) for p in model.parameters())
+    buffers = sum(_tensor_bytes(b) for b in model.buffers())
     optim_wrapper = getattr(runner, 'optim_wrapper', None)
-    if optim_wrapper is not None and hasattr(optim_wrapper, 'state_dict'):
-        total += _tensor_bytes(optim_wrapper.state_dict())
-    return total
+    optimizer = getattr(optim_wrapper, 'optimizer', None)
+    state = _tensor_bytes(list(optimizer.state.values())) if optimizer is not None else 0
+    sharded = any('flat_param' in name for name, _ in model.named_parameters())
+    scale = get_world_size() if sharded else 1
+    return (params + state) * scale + buffers
 
 
 def warn_if_disk_too_small(runner, out_dir, max_keep_ckpts):
