@@ -30,6 +30,25 @@ CASES = {
 }
 
 
+#: the module each task's head starts with: where a detached path would cut the backbone off
+HEAD_INPUT = dict(mim=lambda m: m.mim_head.decoder, swav=lambda m: m.swav_head.projector,
+                  mlc=lambda m: m.mlc_head.input_proj)
+
+
+def _backbone_grad_norm(model, data, task):
+    """Norm of the gradient that the task's own loss sends into the backbone (one batch).
+
+    A head with capacity memorises a fixed batch from frozen random features, so a falling
+    loss alone does not show that the backbone learns; this does."""
+    model.train()
+    model.after_train_step(before_training=True)
+    model.zero_grad()
+    model.loss(data['inputs'], data['data_samples'])[f'loss_{task}'].backward()
+    grads = [p.grad.flatten() for p in model.backbone.parameters() if p.grad is not None]
+    model.zero_grad()
+    return float(torch.cat(grads).norm()) if grads else 0.0
+
+
 def _fixed_batch(cfg, seed=0):
     init_default_scope('mmpretrain')
     set_random_seed(seed)
@@ -76,6 +95,9 @@ def _hvp(demo_world, weights, distill_momentum=None):
 def test_each_task_overfits_a_fixed_batch(task, demo_world):
     weights, measured, fraction = CASES[task]
     model, data = _hvp(demo_world, weights, distill_momentum=0.9)
+    if task in HEAD_INPUT:  # distillation starts at KL 0, where its gradient is 0
+        assert _backbone_grad_norm(model, data, task) > 0, \
+            f'{task}: no gradient reaches the backbone'
     values = _overfit(model, data, f'{measured}_unweighted')
     # distillation starts at 0 (the teacher is a copy of the student): measure its fall from
     # the gap the first steps open
@@ -148,3 +170,14 @@ def test_a_task_that_cannot_learn_fails_the_check(task, breakage, demo_world):
         corrupt = _fresh_targets if task == 'mlc' else _fresh_view0
     values = _overfit(model, data, f'{measured}_unweighted', corrupt=corrupt)
     assert not values[-1] < fraction * values[0], (task, breakage, values[0], values[-1])
+
+
+@pytest.mark.parametrize('task', list(HEAD_INPUT))
+def test_a_detached_path_to_the_backbone_is_caught(task, demo_world):
+    """The loss of a head fed detached features still falls on a fixed batch (the head
+    memorises it), so the gradient check above is what catches a detached path."""
+    weights = CASES[task][0]
+    model, data = _hvp(demo_world, weights)
+    HEAD_INPUT[task](model).register_forward_pre_hook(
+        lambda module, args: tuple(a.detach() for a in args))
+    assert _backbone_grad_norm(model, data, task) == 0.0
