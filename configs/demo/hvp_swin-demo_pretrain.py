@@ -20,17 +20,15 @@ model = dict(
     mlc_head=dict(num_classes=num_classes, in_channels=256, embed_dims=64, num_groups=8,
                   num_heads=4, feedforward_channels=128, dropout=0., similarity='scoring_token'),
     swav_head=dict(in_channels=256, hidden_channels=256, out_channels=32, num_prototypes=32,
-                   freeze_prototypes_iters=20),
+                   freeze_prototypes_iters=20, queue_length=0),  # 32 rows: no queue
     mim_head=dict(in_channels=256),
     # eq. (1) sums over classes: the paper's alpha_1 = 0.001 is for 11,166 classes. Keeping
     # alpha_1 * C (about 11) as with the paper gives 11166 * 0.001 / 64 = 0.17 for 64 classes.
     loss_weights=dict(mlc=0.17),
-    # Distillation at 64 classes: eq. (6) at T = 1. Measured on this config (300 iterations,
-    # 3 seeds, docs/results/distillation_demo_300iters*.json), student mAP: 36.5 (scoring token,
-    # T = 1), 37.2 (mean token, T = 1), 32.5 without distillation, 28.5 at the paper config's
-    # T = 0.07, whose gradient dominates at alpha_4 = 10 (docs/method.md). As alpha_1 above, a
-    # per-scale choice.
-    distill_loss=dict(temperature=1.0),
+    # Distillation: eq. (6) at T = 1, the paper configs' value. Measured on this config (300
+    # iterations, 3 seeds, docs/results/distillation_demo_300iters*.json), student mAP: 36.5
+    # (scoring token, T = 1), 37.2 (mean token, T = 1), 32.5 without distillation, 28.5 at ALBEF's
+    # T = 0.07, whose gradient dominates at alpha_4 = 10 (docs/method.md).
     # the teacher must follow a student that changes fast in a few hundred steps
     teacher_momentum=0.99)
 
@@ -71,8 +69,11 @@ default_hooks = dict(
 # no multi-label validation loop during the demo's few minutes (the fine-tunes are the
 # evaluation); each objective against its trivial baseline on the held-out val.txt instead (64
 # images, about 2 s per evaluation on one core; demo/run_demo.py sets the interval)
+# (demo/run_demo.py sets the interval of custom_hooks[0]); each task's share of the clipped
+# gradient norm every 100 iterations
 custom_hooks = [dict(type='ObjectiveMetricsHook', interval=100, val_ann_file='val.txt',
-                     batch_size=64)]
+                     batch_size=64),
+                dict(type='TaskGradientShareHook', interval=100)]
 val_dataloader = None
 val_evaluator = None
 val_cfg = None

@@ -18,17 +18,27 @@ model = dict(
     mlc_head=dict(type='MultiLabelDecoderHead', num_classes=num_classes, in_channels=1024,
                   mode='grouped', num_groups=100, embed_dims=768, num_layers=1,
                   feedforward_channels=2048,
+                  # focusing weights (1-p)^g+, p_m^g- as constants, as the Query2Label and
+                  # ML-Decoder recipes train ASL (docs/method.md)
                   loss=dict(type='WeightedAsymmetricLoss', eta=10., gamma_pos=4.,
-                            gamma_neg=1., clip=0.05)),
+                            gamma_neg=1., clip=0.05, disable_torch_grad_focal_loss=True)),
     swav_head=dict(type='SwAVClusteringHead', in_channels=1024, hidden_channels=2048,
                    out_channels=128, num_prototypes=3000, norm_cfg=dict(type='BN1d'),
-                   freeze_prototypes_iters=313, queue_length=0,
+                   freeze_prototypes_iters=313,
+                   # a queue of 3,840 embeddings over all GPUs (60 per process at 64 GPUs; set
+                   # 3840 // num_gpus on others), filled from 7.5 % of training as official
+                   # SwAV's batch-256 recipe (epoch 15 of 200): 1,024 rows against 3,000
+                   # prototypes spread each code over ~300 prototypes, with the queue ~160
+                   # (tools/analysis_tools/swav_queue.py, docs/method.md)
+                   queue_length=60, queue_start_iter=38_800,
                    loss=dict(type='SwappedPredictionLoss', temperature=0.1, epsilon=0.05,
                              sinkhorn_iterations=3, t_max=10.)),
     mim_head=dict(type='MIMLinearDecoderHead', in_channels=1024, encoder_stride=32,
                   loss=dict(type='MaskedReconstructionLoss')),
     loss_weights=dict(mlc=0.001, swav=0.02, mim=1.0, distill=10.0),
-    distill_loss=dict(type='SymmetricKLDistillationLoss', temperature=0.07),  # ALBEF's
+    # eq. (6) as written: a KL between softmaxed cosine vectors, no temperature (T = 1). ALBEF's
+    # T = 0.07 is ./hvp_swin-b_distill-t0.07.py; what each does to the task balance: docs/method.md
+    distill_loss=dict(type='SymmetricKLDistillationLoss', temperature=1.0),
     teacher_momentum=0.995)
 
 # data: the two-view pipeline of ./_base_/two_view_pipeline.py (view 0 masked for MIM)
@@ -74,6 +84,9 @@ custom_hooks = [
     # the epoch-based loop validates at epoch ends only (an epoch is ~17.2k iterations):
     # also every 2000
     dict(type='IterIntervalValHook', interval=2000),
+    # each task's share of the clipped gradient norm (scalars task_grad/*, one log line, a warning
+    # when one task holds > 80 %): one forward + one backward per task on one micro-batch
+    dict(type='TaskGradientShareHook', interval=1000),
 ]
 # DDP: every parameter gets a gradient each step (frozen SwAV prototypes stay in the graph,
 # their gradient is cleared after backward; without MIM the mask token is frozen), so no

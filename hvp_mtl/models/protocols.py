@@ -116,6 +116,25 @@ class AfterTrainStep(Protocol):
 
 
 @runtime_checkable
+class StepCache(Protocol):
+    """A module with host-side state of the current step (cached counters, the SwAV head's
+    embeddings kept for the post-step hook), not in its state dict."""
+
+    def reset_step_cache(self) -> None:
+        """Drop it, as a load does: counters are re-read from the buffers, what the
+        step's forwards kept for ``after_train_step`` is forgotten. Called by the non-finite
+        guard after restoring a skipped step and after any extra forward outside training
+        (e.g. the gradient-share measurement)."""
+
+
+def reset_step_caches(model: nn.Module) -> None:
+    """:meth:`StepCache.reset_step_cache` on every submodule that has one."""
+    for module in model.modules():
+        if isinstance(module, StepCache):
+            module.reset_step_cache()
+
+
+@runtime_checkable
 class TeacherShadowed(Protocol):
     """A task whose modules the EMA teacher also keeps a copy of."""
 

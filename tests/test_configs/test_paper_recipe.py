@@ -15,6 +15,8 @@ ALPHAS = ('α1, α2, α3, α4 are the weights for multi-label classification los
           'respectively.')
 ASL = ('the parameters for multi-label classification, i.e. η, γ+ and γ−, are '
        'set as 10, 4, 1, respectively.')
+KL_OF_SIMILARITIES = ('L_mom = 1/2 E[KL(S(g, Q0) || S(g\', Q0)) + KL(S(g\', Q0) || S(g, Q0))] '
+                      '(eq. 6): a KL between the similarity vectors, no temperature')
 T_MAX = 'The truncated threshold T_max for Sinkhorn-Knopp is set as 10'
 MOMENTUM = ('the momentum parameter for updating the momentum model is set as '
             '0.995.')
@@ -59,6 +61,15 @@ def test_weighted_asymmetric_loss_parameters(cfg):
     loss = cfg.model.mlc_head.loss
     assert loss.type == 'WeightedAsymmetricLoss', ASL
     assert (loss.eta, loss.gamma_pos, loss.gamma_neg) == (10., 4., 1.), ASL
+
+
+def test_distillation_has_no_temperature(cfg):
+    # ALBEF's T = 0.07 is the named variant hvp_swin-b_distill-t0.07.py (docs/method.md)
+    assert cfg.model.distill_loss.temperature == 1.0, KL_OF_SIMILARITIES
+    variant = Config.fromfile(str(ROOT / 'configs' / 'pretrain' / 'hvp_swin-b_distill-t0.07.py'))
+    assert variant.model.distill_loss.temperature == 0.07
+    variant.model.distill_loss.temperature = 1.0
+    assert variant.model.to_dict() == cfg.model.to_dict()  # nothing else changes
 
 
 def test_sinkhorn_truncation(cfg):

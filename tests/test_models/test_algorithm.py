@@ -161,10 +161,10 @@ def test_every_trainable_parameter_is_used_as_ddp_assumes(path, pretrain_root):
 
 def test_overfitting_one_batch_halves_the_loss(pretrain_root):
     cfg = tiny_pretrain_cfg('swin', data_root=pretrain_root)
-    # eq. (6) at T = 1: the step-0 total has no distillation term (teacher = student); at the
-    # default T = 0.07 the lagging teacher's term after a few lr-2e-3 steps outweighs what the
-    # other three lose in 60 steps (measured: 1.07 -> 0.57), so "halves" would compare unlike
-    # totals. tests/test_distillation.py covers the default temperature.
+    # eq. (6) at T = 1 (the default): the step-0 total has no distillation term (teacher =
+    # student); at ALBEF's T = 0.07 the lagging teacher's term after a few lr-2e-3 steps
+    # outweighs what the other three lose in 60 steps (measured: 1.07 -> 0.57), so "halves"
+    # would compare unlike totals. tests/test_distillation.py covers both temperatures.
     cfg.model.distill_loss.temperature = 1.0
     model, data = _model_and_batch(cfg)
     optimizer = torch.optim.Adam(

@@ -386,3 +386,49 @@ def test_symmetric_kl_extreme_inputs_are_finite():
     loss.backward()
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     assert torch.isfinite(student.grad.float()).all()
+
+
+def _eq1_gradient_by_hand(x, t, eta, gamma_pos, gamma_neg, clip, detached):
+    """d(eq. 1)/dx element by element in float64, written out (no autograd).
+
+    With ``p = sigmoid(x)``, ``dp/dx = p (1 - p)`` and ``p_m = p - clip`` where ``p > clip``:
+    positives ``-t eta (1 - p)^g+ [(1 - p) - g+ p log p]`` (the second term is the focusing
+    weight's own gradient), negatives ``(1 - t) p (1 - p) [p_m^g- / (1 - p_m) - g- p_m^(g- - 1)
+    log(1 - p_m)]``; ``detached`` drops the focusing weights' terms.
+    """
+    p = 1 / (1 + torch.exp(-x))
+    focus_pos = 0. if detached else 1.
+    pos = -t * eta * (1 - p)**gamma_pos * ((1 - p) - focus_pos * gamma_pos * p * torch.log(p))
+    p_m = torch.clamp(p - clip, min=0)
+    neg_weight = p_m**gamma_neg / (1 - p_m)
+    if not detached:
+        neg_weight = neg_weight - gamma_neg * p_m**(gamma_neg - 1) * torch.log(1 - p_m)
+    neg = (1 - t) * p * (1 - p) * torch.where(p > clip, neg_weight, torch.zeros_like(p))
+    return pos + neg
+
+
+@pytest.mark.parametrize('detached', [False, True])
+def test_wasl_gradient_matches_its_derivative_by_hand(detached):
+    gen = torch.Generator().manual_seed(7)
+    x = torch.empty(BATCH, CLASSES, dtype=torch.float64).uniform_(-4, 4, generator=gen)
+    p = torch.sigmoid(x)
+    x = torch.where((p - 0.05).abs() < 0.01, x + 0.5, x)  # away from the margin's kink
+    t = torch.rand(BATCH, CLASSES, generator=gen, dtype=torch.float64)  # soft targets
+    loss = WeightedAsymmetricLoss(eta=10., gamma_pos=4., gamma_neg=1., clip=0.05,
+                                  disable_torch_grad_focal_loss=detached)
+    x_ours = x.clone().requires_grad_()
+    loss(x_ours, t, avg_factor=1).backward()
+    expected = _eq1_gradient_by_hand(x, t, 10., 4., 1., 0.05, detached)
+    torch.testing.assert_close(x_ours.grad, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_wasl_attached_focusing_weight_is_3_8x_at_p_one_half():
+    """The issue's figure: a positive at p = 0.5 with gamma+ = 4 gets 1 + 4 ln 2 = 3.77x the
+    detached gradient."""
+    grads = {}
+    for detached in (False, True):
+        x = torch.zeros(1, 1, dtype=torch.float64, requires_grad=True)
+        WeightedAsymmetricLoss(gamma_pos=4., disable_torch_grad_focal_loss=detached)(
+            x, torch.ones(1, 1, dtype=torch.float64)).backward()
+        grads[detached] = float(x.grad)
+    assert grads[False] / grads[True] == pytest.approx(1 + 4 * math.log(2))

@@ -5,4 +5,5 @@ from .knn_probe_hook import KNNProbeHook  # noqa: F401
 from .objective_metrics_hook import ObjectiveMetricsHook  # noqa: F401
 from .pretrained_load_check_hook import PretrainedLoadCheckHook  # noqa: F401
 from .resume_state_hook import ResumeStateHook  # noqa: F401
+from .task_gradient_share_hook import TaskGradientShareHook  # noqa: F401
 from .teacher_and_prototypes_hook import TeacherAndPrototypesHook  # noqa: F401

@@ -14,7 +14,7 @@ from typing import Dict, Optional
 import torch
 from mmengine.model import is_model_wrapper
 
-from hvp_mtl.models.protocols import ChangedOutsideForward
+from hvp_mtl.models.protocols import ChangedOutsideForward, reset_step_caches
 
 __all__ = ['StepSnapshotMixin']
 
@@ -89,10 +89,10 @@ class StepSnapshotMixin:
     def _restore_untracked_state(self) -> None:
         """Copy the snapshot back, then let modules drop host-side caches.
 
-        Modules of this project that keep host-side state (cached step
-        counters, the SwAV head's embeddings kept for the post-step hook)
-        reset it in ``_load_from_state_dict``; it is called on them with an
-        empty state dict, as a load would.
+        Modules that keep host-side state of the step (cached step counters,
+        the SwAV head's embeddings kept for the post-step hook) implement
+        :class:`~hvp_mtl.models.protocols.StepCache`; it is reset, as a load
+        would.
         """
         if self._snapshot is None:
             return
@@ -101,8 +101,4 @@ class StepSnapshotMixin:
             for name, tensor in self._named_tensors(module):
                 if name in self._snapshot:
                     tensor.copy_(self._snapshot[name])
-        for submodule in module.modules():
-            if any(cls.__module__.startswith('hvp_mtl.')
-                   and '_load_from_state_dict' in vars(cls)
-                   for cls in type(submodule).__mro__):
-                submodule._load_from_state_dict({}, '', {}, False, [], [], [])
+        reset_step_caches(module)

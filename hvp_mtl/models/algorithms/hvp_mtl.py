@@ -93,7 +93,7 @@ class HVPMTL(BaseSelfSupervisor):
                  extra_tasks: Optional[Dict[str, dict]] = None,
                  loss_weights: Optional[dict] = None,
                  distill_loss: dict = dict(
-                     type='SymmetricKLDistillationLoss', temperature=0.07),
+                     type='SymmetricKLDistillationLoss', temperature=1.0),
                  teacher_momentum: float = 0.995,
                  predict_with_teacher: bool = False,
                  mlc_views: str = 'both',

@@ -79,6 +79,10 @@ class MomentumTeacher(nn.Module):
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:
         super()._load_from_state_dict(*args, **kwargs)
+        self.reset_step_cache()
+
+    def reset_step_cache(self) -> None:
+        """Re-read ``steps`` at the next use (``StepCache``)."""
         self._started = False
 
     @property

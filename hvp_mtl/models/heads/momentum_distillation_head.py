@@ -37,7 +37,7 @@ class MomentumDistillationHead(BaseModule):
 
     def __init__(self,
                  loss: dict = dict(type='SymmetricKLDistillationLoss',
-                                   temperature=0.07),
+                                   temperature=1.0),
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.loss_module = build_module(loss)

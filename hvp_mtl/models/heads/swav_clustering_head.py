@@ -9,6 +9,7 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
 from ..builder import build_module
+from ..losses.sinkhorn import truncated_share
 from ..protocols import TaskStep
 
 __all__ = ['SwAVClusteringHead']
@@ -103,6 +104,10 @@ class SwAVClusteringHead(BaseModule):
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:
         super()._load_from_state_dict(*args, **kwargs)
+        self.reset_step_cache()
+
+    def reset_step_cache(self) -> None:
+        """Forget the host counters and the step's pending embeddings (``StepCache``)."""
         self._host_state = None
         self._pending = []
 
@@ -191,7 +196,9 @@ class SwAVClusteringHead(BaseModule):
         Returns:
             tuple: scalar loss and diagnostics (``cluster_usage``: share of
             prototypes that are the best match of at least one row;
-            ``prototypes_frozen``: 1 while frozen; ``queue_used``).
+            ``prototypes_frozen``: 1 while frozen; ``queue_used``;
+            ``tmax_clamped``: share of ``scores / epsilon`` entries that the
+            ``T_max`` clamp cuts).
         """
         iteration, queue_count = self._counters()
         iteration += len(self._pending)  # earlier micro-batches of the step
@@ -223,7 +230,12 @@ class SwAVClusteringHead(BaseModule):
             best = scores.argmax(dim=1)
             usage = torch.zeros(weight.shape[0], device=scores.device)
             usage = usage.scatter_(0, best, 1.).mean()
+            # the paper's T_max clamp flattens every code whose cosine exceeds
+            # t_max * epsilon (0.5 at the defaults): how often it bites
+            clamped = truncated_share(scores, getattr(self.loss_module, 'epsilon', 0.05),
+                                      getattr(self.loss_module, 't_max', float('inf')))
         diagnostics = dict(
+            tmax_clamped=clamped,
             cluster_usage=usage,
             prototypes_frozen=scores.new_full((), float(frozen)),
             queue_used=scores.new_full((), float(use_queue)))

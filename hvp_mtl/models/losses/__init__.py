@@ -1,7 +1,7 @@
 """Losses of HVP-MTL (arXiv 2310.07510), one equation per file."""
 from .masked_reconstruction_loss import MaskedReconstructionLoss
 from .multi_level_contrastive_loss import MultiLevelContrastiveLoss
-from .sinkhorn import truncated_sinkhorn
+from .sinkhorn import truncated_share, truncated_sinkhorn
 from .swapped_prediction_loss import SwappedPredictionLoss
 from .symmetric_kl_distillation_loss import SymmetricKLDistillationLoss
 from .weighted_asymmetric_loss import WeightedAsymmetricLoss
@@ -9,5 +9,5 @@ from .weighted_asymmetric_loss import WeightedAsymmetricLoss
 __all__ = [
     'MaskedReconstructionLoss', 'MultiLevelContrastiveLoss', 'SwappedPredictionLoss',
     'SymmetricKLDistillationLoss', 'WeightedAsymmetricLoss',
-    'truncated_sinkhorn'
+    'truncated_share', 'truncated_sinkhorn'
 ]

@@ -23,23 +23,24 @@ class SymmetricKLDistillationLoss(nn.Module):
     * The teacher is detached: gradient flows through the student only (the
       teacher is an EMA model and receives no gradient).
     * ``T`` divides both similarity vectors before the softmax; there is no
-      ``T ** 2`` rescaling of the loss. The paper names no temperature and
-      cites ALBEF, whose similarities are cosines divided by ``T = 0.07``:
-      that is the default. ``T = 1`` is eq. (6) read literally; with cosines
-      in ``[-1, 1]`` its softmax over ``C`` classes is near uniform, and for
-      the same student-teacher gap it sends ~``1 / T ** 2`` = 204x less
-      gradient than ``T = 0.07`` (measured 186x for Swin-B at 11,166
-      classes, docs/method.md).
+      ``T ** 2`` rescaling of the loss. The paper names no temperature:
+      ``T = 1`` (the default) is eq. (6) as written. ALBEF, which the paper
+      cites, divides its cosines by ``T = 0.07``
+      (``configs/pretrain/hvp_swin-b_distill-t0.07.py``); for the same
+      student-teacher gap that sends ~``1 / T ** 2`` = 204x more gradient
+      (measured 186x for Swin-B at 11,166 classes) and, at the paper's
+      ``alpha_4 = 10``, lets distillation dominate the gradient
+      (docs/method.md, "Distillation").
     * Expectation ``E_{g, g'}`` = mean over the batch.
 
     Log-probabilities come from ``log_softmax`` in fp32 with autocast
     disabled, so the loss is finite for any finite input.
 
     Args:
-        temperature (float): Softmax temperature ``T``. Defaults to 0.07.
+        temperature (float): Softmax temperature ``T``. Defaults to 1.0.
     """
 
-    def __init__(self, temperature: float = 0.07) -> None:
+    def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f'temperature must be > 0, got {temperature}')
