@@ -12,7 +12,6 @@ import sys
 import pytest
 import torch
 
-from hvp_mtl.apis.timm_check import timm_last_stage
 from tests.test_apis.test_export import export_in_process, swin_export  # noqa: F401
 from tests.test_apis.test_timm_export import TOL, images
 
@@ -24,7 +23,8 @@ import sys, torch, timm
 model = timm.create_model('local-dir:' + sys.argv[1], pretrained=True).eval()
 assert not any(m.split('.')[0] in ('hvp_mtl', 'mmengine', 'mmpretrain', 'mmcv')
                for m in sys.modules), 'needs only torch and timm'
-x = torch.randn(2, 3, int(sys.argv[2]), int(sys.argv[2]), generator=torch.Generator().manual_seed(1))
+size = int(sys.argv[2])
+x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
 with torch.no_grad():
     torch.save(model.forward_features(x), sys.argv[3])
 print(type(model).__name__, model.num_classes)
