@@ -9,6 +9,8 @@
 # GPU is needed: a cluster's login node builds for the GPU nodes) or FORCE_CUDA=1 is preset; a
 # preset FORCE_CUDA (1 or 0) and TORCH_CUDA_ARCH_LIST are always honoured. Without a visible GPU
 # and without TORCH_CUDA_ARCH_LIST the arch list is chosen from nvcc's CUDA version and printed.
+# An nvcc of another CUDA major version than torch's cannot build them (torch refuses): CPU ops
+# then, with a warning (an error if FORCE_CUDA=1 was preset).
 # The stamp file records the inputs' hash and the ops that were built; a stamp of a CPU-only
 # build does not stop a CUDA rebuild. transformers is uninstalled if present (it breaks
 # mmpretrain's imports when pycocotools is installed).
@@ -23,7 +25,7 @@ case "${1:-}" in
   '') ;;
   --dry-run) MODE=dry-run ;;
   --check) MODE=check ;;
-  -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "setup_env.sh: unknown argument '$1' (use --dry-run, --check or no argument)" >&2
      exit 2 ;;
 esac
@@ -46,14 +48,29 @@ default_arch_list() {
 
 # Decide how mmcv's ops are built: sets OPS (cuda|cpu), FORCE_CUDA and TORCH_CUDA_ARCH_LIST.
 decide_ops() {
-  local nvcc cuda_version py gpus=''
+  local nvcc cuda_version py torch_cuda='' gpus=''
   nvcc="$(command -v nvcc || true)"
   cuda_version=''
   if [[ -n "$nvcc" ]]; then
     cuda_version="$("$nvcc" --version 2>/dev/null | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p' | head -n1)"
   fi
+  py="$(venv_python)"
+  if [[ -n "$py" ]] && "$py" -c 'import torch' >/dev/null 2>&1; then
+    torch_cuda="$("$py" -c 'import torch; print(torch.version.cuda or "none")')"
+  fi
+  # torch refuses to build an extension with an nvcc of another CUDA major version
+  local mismatch=''
+  if [[ -n "$cuda_version" && -n "$torch_cuda" && "$torch_cuda" != none \
+        && "${cuda_version%%.*}" != "${torch_cuda%%.*}" ]]; then
+    mismatch="nvcc is CUDA $cuda_version but torch was built with CUDA $torch_cuda: mmcv's CUDA"
+    mismatch+=" ops cannot be built against this torch (load a CUDA ${torch_cuda%%.*}.x toolkit)"
+  fi
   if [[ -n "${FORCE_CUDA:-}" ]]; then
     say "FORCE_CUDA=$FORCE_CUDA preset: honoured"
+  elif [[ -n "$nvcc" && -n "$mismatch" ]]; then
+    FORCE_CUDA=0
+    say "WARNING: $mismatch; building CPU ops only. Mask R-CNN on GPU needs CUDA ops: put a" \
+        "matching nvcc first on PATH and rerun (tools/setup_env.sh --check reports the ops)"
   elif [[ -n "$nvcc" ]]; then
     FORCE_CUDA=1
     say "nvcc found ($nvcc, CUDA ${cuda_version:-unknown}): building CUDA ops (no GPU needed)"
@@ -69,12 +86,17 @@ decide_ops() {
     echo "setup_env.sh: FORCE_CUDA=1 but no nvcc on PATH: load the CUDA toolkit first" >&2
     exit 3
   fi
-  py="$(venv_python)"
-  if [[ -n "$py" ]] && "$py" -c 'import torch' >/dev/null 2>&1; then
-    if ! "$py" -c 'import torch, sys; sys.exit(0 if torch.version.cuda else 1)'; then
-      echo "setup_env.sh: CUDA ops need a CUDA build of torch; $VENV has a CPU-only torch" >&2
-      exit 3
-    fi
+  if [[ "$torch_cuda" == none ]]; then
+    echo "setup_env.sh: CUDA ops need a CUDA build of torch; $VENV has a CPU-only torch" >&2
+    exit 3
+  fi
+  if [[ -n "$mismatch" ]]; then
+    echo "setup_env.sh: FORCE_CUDA=1, but $mismatch" >&2
+    exit 3
+  fi
+  if [[ -z "$torch_cuda" ]]; then
+    say "torch not installed yet in $VENV: its CUDA version is compared with nvcc's at install"
+  else
     gpus="$("$py" -c 'import torch; print(";".join(sorted({"%d.%d" % torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})))' 2>/dev/null || true)"
   fi
   if [[ -n "${TORCH_CUDA_ARCH_LIST:-}" ]]; then

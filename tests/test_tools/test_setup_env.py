@@ -78,17 +78,30 @@ def test_without_nvcc_cpu_ops_and_forced_cuda_is_an_error(tmp_path):
     assert 'FORCE_CUDA=1 but no nvcc on PATH' in forced.stderr
 
 
-def test_gpu_probe_uses_the_environments_torch(tmp_path):
-    """With the real environment (this interpreter's venv) the probe imports its torch."""
+def test_gpu_probe_and_cuda_match_use_the_environments_torch(tmp_path):
+    """With the real environment (this interpreter's venv) the script imports its torch: an nvcc
+    of torch's CUDA major version builds CUDA ops; another major version cannot (torch refuses
+    to build the extension), so CPU ops with a warning, or an error when FORCE_CUDA=1 is preset."""
     import torch
     if not torch.version.cuda:
-        pytest.skip('a CPU-only torch: the script refuses a CUDA build, tested elsewhere')
-    result = run(['--dry-run'], tmp_path, [fake_nvcc(tmp_path)], venv=sys.prefix)
-    assert result.returncode == 0, result.stderr
+        pytest.skip('a CPU-only torch: no CUDA build is possible with it')
+    major = int(torch.version.cuda.split('.')[0])
+    same = run(['--dry-run'], tmp_path, [fake_nvcc(tmp_path, f'{major}.0')], venv=sys.prefix)
+    assert same.returncode == 0, same.stderr
+    assert decision(same)['OPS'] == 'cuda'
     if torch.cuda.device_count():
-        assert 'building for the visible GPU(s)' in result.stdout
+        assert 'building for the visible GPU(s)' in same.stdout
     else:
-        assert 'no visible GPU' in result.stdout
+        assert 'no visible GPU' in same.stdout
+    other = tmp_path / 'other'
+    other.mkdir()
+    bindir = fake_nvcc(other, f'{major + 1}.0')
+    cpu = run(['--dry-run'], tmp_path, [bindir], venv=sys.prefix)
+    assert decision(cpu) == dict(OPS='cpu', FORCE_CUDA='0')
+    assert (f'WARNING: nvcc is CUDA {major + 1}.0 but torch was built with CUDA '
+            f'{torch.version.cuda}') in cpu.stdout
+    forced = run(['--dry-run'], tmp_path, [bindir], venv=sys.prefix, FORCE_CUDA='1')
+    assert forced.returncode == 3 and 'FORCE_CUDA=1, but nvcc is CUDA' in forced.stderr
 
 
 def test_check_reports_the_installed_ops(tmp_path):
