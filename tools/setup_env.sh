@@ -25,7 +25,7 @@ case "${1:-}" in
   '') ;;
   --dry-run) MODE=dry-run ;;
   --check) MODE=check ;;
-  -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "setup_env.sh: unknown argument '$1' (use --dry-run, --check or no argument)" >&2
      exit 2 ;;
 esac
