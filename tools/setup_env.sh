@@ -55,8 +55,14 @@ decide_ops() {
     cuda_version="$("$nvcc" --version 2>/dev/null | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p' | head -n1)"
   fi
   py="$(venv_python)"
-  if [[ -n "$py" ]] && "$py" -c 'import torch' >/dev/null 2>&1; then
-    torch_cuda="$("$py" -c 'import torch; print(torch.version.cuda or "none")')"
+  if [[ -n "$py" ]]; then
+    # torch/version.py names the CUDA of the build; read without importing torch (seconds)
+    local version_py
+    version_py="$(ls "$VENV"/lib/python*/site-packages/torch/version.py 2>/dev/null | head -n1)"
+    if [[ -n "$version_py" ]]; then
+      torch_cuda="$(sed -n 's/^cuda[^=]*= *//p' "$version_py" | head -n1 | tr -d "'\" ")"
+      [[ "$torch_cuda" == None ]] && torch_cuda=none
+    fi
   fi
   # torch refuses to build an extension with an nvcc of another CUDA major version
   local mismatch=''
