@@ -90,7 +90,8 @@ def main(argv=None):
             acquire_work_dir_lock(cfg.work_dir)
         runner = build_runner(cfg)
         runner.train()
-    except (WorkDirLocked, CheckpointWriteError) as err:
+    except (WorkDirLocked, CheckpointWriteError, FileNotFoundError) as err:
+        # FileNotFoundError: a mistyped data path (the datasets name near files)
         sys.exit(f'error: {err}')
 
 

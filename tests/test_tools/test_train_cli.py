@@ -115,3 +115,32 @@ def test_opt_in_new_key_trains_with_the_real_runner(demo_world, tmp_path):
     dumped = Config.fromfile(str(work / cfg.name))
     assert dumped.run_note == 'first-day'
     assert list(work.rglob('events.out.tfevents.*')) and list(work.rglob('scalars.json'))
+
+
+def test_a_mistyped_list_or_dictionary_names_near_files(demo_world):
+    """The dataset itself, built for real on the demo world."""
+    from hvp_mtl.datasets import TencentMLImages
+    root = demo_world / 'pretrain'
+    with pytest.raises(FileNotFoundError, match=r'list file \(ann_file\) not found: .*trian\.txt; '
+                       r'near names in .*: train\.txt'):
+        TencentMLImages(ann_file='trian.txt', data_root=str(root), data_prefix='images/',
+                        dictionary_file='dictionary_and_semantic_hierarchy.txt', pipeline=[])
+    with pytest.raises(FileNotFoundError, match=r'class dictionary \(dictionary_file\) not found: '
+                       r'.*dictionary\.txt; near names in .*dictionary_and_semantic_hierarchy'):
+        TencentMLImages(ann_file='train.txt', data_root=str(root), dictionary_file='dictionary.txt')
+    with pytest.raises(FileNotFoundError, match='does not exist either: check data_root'):
+        TencentMLImages(ann_file='train.txt', data_root=str(root / 'nowhere'),
+                        dictionary_file='dictionary_and_semantic_hierarchy.txt')
+
+
+@pytest.mark.slow
+def test_train_py_prints_one_line_for_a_mistyped_list(demo_world, tmp_path):
+    cfg = _write_cfg(tmp_path, demo_world / 'pretrain', iters=2)
+    proc = subprocess.run([sys.executable, str(TRAIN), str(cfg), '--work-dir',
+                           str(tmp_path / 'work'), '--cfg-options',
+                           'train_dataloader.dataset.ann_file=trian.txt'],
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: ') and 'trian.txt' in last and 'train.txt' in last, last
+    assert 'Traceback' not in proc.stderr
