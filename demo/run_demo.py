@@ -93,7 +93,8 @@ def parse_args(argv=None):
     parser.add_argument('--no-figures', action='store_true',
                         help='skip the loss curves and MIM picture')
     parser.add_argument('--tensorboard', action='store_true',
-                        help='also log to TensorBoard (<run>/<timestamp>/vis_data/events.*)')
+                        help='also log the fine-tunes to TensorBoard (pre-training always does: '
+                        'its configs inherit a TensorBoard backend; <run>/<timestamp>/vis_data/)')
     parser.add_argument('--report-only', action='store_true',
                         help='run nothing: write results.json/.md and the charts from the runs '
                         'already in the work dir (missing runs read "not measured")')

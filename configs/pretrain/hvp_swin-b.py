@@ -1,7 +1,7 @@
 # HVP-MTL pre-training of Swin-B on Tencent ML-Images (arXiv 2310.07510, §3.3):
 # 16 images/GPU x 64 GPUs = 1024, 30 epochs, AdamW lr 1e-4 wd 0.05, 5-epoch linear warm-up,
 # cosine to 1e-7, bf16 AMP, gradient clipping, two 224-px views (view 0 masked for MIM).
-_base_ = ['mmpretrain::_base_/default_runtime.py', './_base_/two_view_pipeline.py']
+_base_ = ['./_base_/pretrain_runtime.py', './_base_/two_view_pipeline.py']
 custom_imports = dict(imports=['hvp_mtl'], allow_failed_imports=False)
 
 num_classes = 11166

@@ -3,7 +3,7 @@
 # images per GPU, 32 GPUs x 128 = 4096, LARS lr 16.0 wd 1e-5 (BN and biases excluded from decay and
 # adaptation), 100 epochs, 3127 linear warm-up iterations, cosine, SyncBN, fp16, gradient clip 500,
 # EMA momentum 0.99 -> 1.0 (cosine over the run's iterations). docs/MCL.md
-_base_ = 'mmpretrain::_base_/default_runtime.py'
+_base_ = './_base_/pretrain_runtime.py'
 custom_imports = dict(imports=['hvp_mtl', 'mmdet.models'], allow_failed_imports=False)
 
 img_size = 224

@@ -7,6 +7,7 @@ The figure makers (:mod:`.loss_curves`, :mod:`.mim_visualizer`), the paper table
 from .backbone_export import export_backbone
 from .checkpoint_export import EXPORT_FORMATS, export_checkpoint
 from .checkpoint_knn_probe import knn_probe_checkpoint
+from .hf_export import export_hf
 from .image_tagger import ImageTagger, default_test_pipeline
 from .runner_builder import build_runner, merge_args, merge_test_args
 from .timm_export import (
@@ -17,7 +18,7 @@ from .timm_export import (
                           export_timm,
 )
 
-__all__ = ['ImageTagger', 'default_test_pipeline', 'export_backbone', 'export_timm',
+__all__ = ['ImageTagger', 'default_test_pipeline', 'export_backbone', 'export_timm', 'export_hf',
            'convert_to_timm', 'check_timm_state_dict', 'create_timm_model', 'TIMM_MODELS',
            'EXPORT_FORMATS', 'export_checkpoint', 'knn_probe_checkpoint', 'build_runner',
            'merge_args', 'merge_test_args']

@@ -37,9 +37,10 @@ import torch
 
 from .. import compat  # noqa: F401  (torch weights-only allow-list)
 from ..utils.atomic_io import atomic_torch_save
+from ..utils.checkpoint_file import load_checkpoint_file
 
 __all__ = ['export_backbone', 'load_pretrain_checkpoint', 'select_backbone',
-           'build_meta', 'report', 'key_group']
+           'build_meta', 'report', 'key_group', 'safetensors_path', 'save_safetensors']
 
 # Where the EMA teacher's backbone lives: ``HVPMTL.teacher`` is a
 # ``MomentumTeacher`` holding ``backbone`` and ``mlc_head`` copies
@@ -60,9 +61,7 @@ def load_pretrain_checkpoint(path):
     the classes mmengine puts in a checkpoint (``HistoryBuffer`` and numpy
     arrays); anything else is refused.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'{path}: no such checkpoint file')
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    ckpt = load_checkpoint_file(path)  # plain errors for a file that is not a checkpoint
     if not isinstance(ckpt, dict):
         raise ValueError(f'{path}: expected a dict checkpoint, got '
                          f'{type(ckpt).__name__}')
@@ -190,8 +189,36 @@ def report(kept, dropped, weights, file=sys.stdout, layout='mmpretrain'):
         print(f'    {group:<40s} {n:5d}  ({why})', file=file)
 
 
-def export_backbone(src, dst, weights='teacher', file=sys.stdout):
+def safetensors_path(dst):
+    """``dst`` with ``.pth`` / ``.pt`` replaced by ``.safetensors``."""
+    stem, ext = osp.splitext(dst)
+    return (stem if ext in ('.pth', '.pt') else dst) + '.safetensors'
+
+
+def save_safetensors(state_dict, meta, path):
+    """Write ``state_dict`` as a safetensors file, ``meta`` as JSON in its header metadata
+    (``{'format': 'mmpretrain', 'hvp_mtl_meta': json}``), atomically."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from ..utils.atomic_io import atomic_path
+    with atomic_path(path) as tmp:
+        save_file(dict(state_dict), tmp, metadata=dict(
+            format='mmpretrain', hvp_mtl_meta=json.dumps(meta, sort_keys=True)))
+
+
+def export_backbone(src, dst, weights='teacher', file=sys.stdout, safetensors=False):
     """Export ``src`` (pre-training checkpoint) to ``dst`` (backbone only).
+
+    Args:
+        src (str): Pre-training checkpoint.
+        dst (str): Output ``.pth``.
+        weights (str): ``'teacher'`` or ``'student'``.
+        file (io.TextIOBase): Where the report is printed.
+        safetensors (bool): Also write the same state dict to :func:`safetensors_path`
+            (``safetensors.torch.load_file`` gives ``{'backbone.*': tensor}``; the meta is
+            JSON in the file's header metadata).
 
     Returns:
         dict: what was written (``state_dict`` and ``meta``).
@@ -203,6 +230,9 @@ def export_backbone(src, dst, weights='teacher', file=sys.stdout):
     atomic_torch_save(out, dst)
     report(kept, dropped, weights, file=file)
     print(f'Saved {dst}', file=file)
+    if safetensors:
+        save_safetensors(kept, out['meta'], safetensors_path(dst))
+        print(f'Saved {safetensors_path(dst)}', file=file)
     return out
 
 

@@ -6,6 +6,9 @@ The core of ``tools/model_converters/hvp_to_backbone.py``:
   mmdet / mmseg configs (:func:`hvp_mtl.apis.backbone_export.export_backbone`);
 - ``'timm'``: the same backbone in timm's layout
   (:func:`hvp_mtl.apis.timm_export.export_timm`);
+- ``'hf'``: a timm model directory (``config.json``, ``model.safetensors``, a model card) for
+  ``timm.create_model('local-dir:DIR', pretrained=True)``
+  (:func:`hvp_mtl.apis.hf_export.export_hf`);
 - ``'mmdet-mcl'``: backbone, FPN and cell-head convs of an MCL checkpoint for a 4conv1fc mmdet
   detector (:func:`hvp_mtl.apis.mcl_export.export_mcl_detector`).
 """
@@ -13,19 +16,22 @@ import sys
 
 __all__ = ['EXPORT_FORMATS', 'export_checkpoint']
 
-EXPORT_FORMATS = ('mmpretrain', 'timm', 'mmdet-mcl')
+EXPORT_FORMATS = ('mmpretrain', 'timm', 'hf', 'mmdet-mcl')
 
 
-def export_checkpoint(src, dst, weights='teacher', fmt='mmpretrain', file=None):
+def export_checkpoint(src, dst, weights='teacher', fmt='mmpretrain', file=None,
+                      safetensors=False):
     """Export ``src`` to ``dst`` in format ``fmt``; a report of the kept keys goes to ``file``.
 
     Args:
         src (str): Pre-training checkpoint (mmengine ``.pth``).
-        dst (str): Output checkpoint.
+        dst (str): Output checkpoint (``'hf'``: output directory).
         weights (str): ``'teacher'`` (EMA teacher) or ``'student'``.
         fmt (str): One of :data:`EXPORT_FORMATS`.
         file (io.TextIOBase, optional): Where the report is printed; default the current
             ``sys.stdout`` (looked up at call time, so ``redirect_stdout`` captures it).
+        safetensors (bool): ``'mmpretrain'`` only: also write the state dict as
+            ``<dst without .pth>.safetensors``.
 
     Returns:
         What the format's exporter wrote.
@@ -35,6 +41,13 @@ def export_checkpoint(src, dst, weights='teacher', fmt='mmpretrain', file=None):
         FileNotFoundError: ``src`` does not exist.
     """
     file = sys.stdout if file is None else file
+    if safetensors and fmt != 'mmpretrain':
+        raise ValueError(f'--safetensors is for --format mmpretrain (--format {fmt}: '
+                         + ('model.safetensors is always written)' if fmt == 'hf'
+                            else 'not available)'))
+    if fmt == 'hf':
+        from .hf_export import export_hf
+        return export_hf(src, dst, weights, file=file)
     if fmt == 'timm':
         from .timm_export import export_timm
         return export_timm(src, dst, weights, file=file)
@@ -44,4 +57,4 @@ def export_checkpoint(src, dst, weights='teacher', fmt='mmpretrain', file=None):
     if fmt != 'mmpretrain':
         raise ValueError(f'unknown export format {fmt!r}; choose from {EXPORT_FORMATS}')
     from .backbone_export import export_backbone
-    return export_backbone(src, dst, weights, file=file)
+    return export_backbone(src, dst, weights, file=file, safetensors=safetensors)

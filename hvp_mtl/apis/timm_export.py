@@ -23,11 +23,12 @@ import sys
 import torch
 
 from ..utils.atomic_io import atomic_torch_save
+from ..utils.checkpoint_file import load_checkpoint_file
 from .backbone_export import build_meta, load_pretrain_checkpoint, report, select_backbone
 from .timm_keys import UnsupportedBackboneError, swin_to_timm, vit_to_timm
 
 __all__ = ['TIMM_MODELS', 'convert_to_timm', 'check_timm_state_dict',
-           'create_timm_model', 'export_timm']
+           'create_timm_model', 'prepare_timm_export', 'export_timm']
 
 #: The timm models of the pre-training configs, with their architecture.
 TIMM_MODELS = {
@@ -181,7 +182,7 @@ def create_timm_model(path, **kwargs):
     Returns:
         torch.nn.Module: The timm model (train mode, as timm creates it).
     """
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    ckpt = load_checkpoint_file(path)
     info = ckpt.get('meta', {}).get('timm')
     if info is None:
         raise ValueError(f'{path}: no meta["timm"]; export it with --format timm')
@@ -191,14 +192,13 @@ def create_timm_model(path, **kwargs):
     return model
 
 
-def export_timm(src, dst, weights='teacher', file=sys.stdout):
-    """Export ``src`` (pre-training checkpoint) to ``dst`` in timm's layout.
-
-    The result is checked against the timm model (built on the ``meta``
-    device) before it is written.
+def prepare_timm_export(src, weights='teacher'):
+    """Convert the backbone of ``src`` to timm's layout and check it against the timm model.
 
     Returns:
-        dict: what was written (``state_dict`` and ``meta``).
+        dict: ``state_dict`` (timm keys), ``meta`` (plain types, as written by
+        :func:`export_timm`), ``model`` (timm name), ``kwargs`` (``create_model`` kwargs),
+        ``dropped`` ({key: reason}) and ``cfg_text`` (the stored pre-training config or None).
     """
     import timm
     from mmengine.config import Config
@@ -221,9 +221,22 @@ def export_timm(src, dst, weights='teacher', file=sys.stdout):
     meta = build_meta(ckpt, src, weights, out['state_dict'], dropped)
     meta['hvp_mtl']['format'] = 'timm'
     meta['timm'] = dict(model=out['model'], kwargs=out['kwargs'], version=timm.__version__)
-    written = {'state_dict': out['state_dict'], 'meta': meta}
+    return dict(out, meta=meta, dropped=dropped, cfg_text=cfg_text)
+
+
+def export_timm(src, dst, weights='teacher', file=sys.stdout):
+    """Export ``src`` (pre-training checkpoint) to ``dst`` in timm's layout.
+
+    The result is checked against the timm model (built on the ``meta``
+    device) before it is written.
+
+    Returns:
+        dict: what was written (``state_dict`` and ``meta``).
+    """
+    out = prepare_timm_export(src, weights)
+    written = {'state_dict': out['state_dict'], 'meta': out['meta']}
     atomic_torch_save(written, dst)
-    report(out['state_dict'], dropped, weights, file=file, layout='timm')
+    report(out['state_dict'], out['dropped'], weights, file=file, layout='timm')
     kwargs = ''.join(f', {k}={v!r}' for k, v in out['kwargs'].items())
     print(f'timm model: {out["model"]}{kwargs}\n'
           f'  model = timm.create_model({out["model"]!r}, pretrained=False, num_classes=0'

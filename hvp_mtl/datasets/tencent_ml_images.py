@@ -11,6 +11,7 @@ from mmengine.logging import print_log
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
+from ..utils.near_names import missing_file_error
 from .bad_sample_tracker import BadSampleTracker, DataEnvironmentError, is_environmental_error
 from .ml_images_format import escapes_root, map_image_path, read_dictionary
 from .ml_images_index import MLImagesIndex, default_index_dir
@@ -105,6 +106,9 @@ class TencentMLImages(BaseDataset):
         self.backend_args = backend_args
         self.class_entries = None
         if dictionary_file:
+            if not backend_args and '://' not in dictionary_file and not osp.isfile(
+                    dictionary_file):
+                raise missing_file_error(dictionary_file, 'class dictionary (dictionary_file)')
             with get_local_path(dictionary_file, backend_args) as local:
                 self.class_entries = read_dictionary(local)
             if num_classes not in (None, len(self.class_entries)):
@@ -155,6 +159,8 @@ class TencentMLImages(BaseDataset):
                 if index.is_fresh_for(list_file):
                     return index
                 stale = f'The index {index_dir} was built from another version of the list. '
+            elif not osp.exists(list_file):
+                raise missing_file_error(self.ann_file, 'list file (ann_file)')
             size_mb = osp.getsize(list_file) / 2**20
             if size_mb > self.max_inmemory_list_mb:
                 raise FileNotFoundError(

@@ -4,7 +4,11 @@
 'meta': ...}`` for mmpretrain / mmdet / mmseg configs
 (:mod:`hvp_mtl.apis.backbone_export`); ``--format timm`` writes the same
 backbone in timm's layout for ``swin_{tiny,small,base}_patch4_window7_224`` /
-``vit_base_patch16_224`` (:mod:`hvp_mtl.apis.timm_export`). Both load with
+``vit_base_patch16_224`` (:mod:`hvp_mtl.apis.timm_export`); ``--format hf`` writes a
+timm model directory (``config.json``, ``model.safetensors``, a model card ``README.md``)
+that ``timm.create_model('local-dir:DIR', pretrained=True)`` loads
+(:mod:`hvp_mtl.apis.hf_export`); ``--safetensors`` adds a ``.safetensors`` copy of the
+mmpretrain export. The ``.pth`` files load with
 ``torch.load(weights_only=True)`` and print a report of the kept and dropped
 keys. ``--weights teacher`` (default) exports the EMA teacher, ``student`` the
 network that received the gradients (see the module docstrings). One entry point for the three
@@ -16,6 +20,10 @@ Usage::
         work_dirs/hvp_swin-b/epoch_30.pth work_dirs/hvp_swin-b/backbone.pth
     python tools/model_converters/hvp_to_backbone.py --format timm \\
         work_dirs/hvp_swin-b/epoch_30.pth work_dirs/hvp_swin-b/backbone_timm.pth
+    python tools/model_converters/hvp_to_backbone.py --format hf \\
+        work_dirs/hvp_swin-b/epoch_30.pth work_dirs/hvp_swin-b/hf
+    python tools/model_converters/hvp_to_backbone.py --safetensors \\
+        work_dirs/hvp_swin-b/epoch_30.pth work_dirs/hvp_swin-b/backbone.pth
     python tools/model_converters/hvp_to_backbone.py --format mmdet-mcl \\
         work_dirs/mcl_r50/epoch_100.pth work_dirs/mcl_r50/detector.pth
 """
@@ -30,7 +38,8 @@ def parse_args(argv=None):
         description='Export the backbone of an HVP-MTL pre-training checkpoint '
         '(mmpretrain or timm key layout).')
     parser.add_argument('src', help='pre-training checkpoint (mmengine .pth)')
-    parser.add_argument('dst', help='output backbone checkpoint (.pth)')
+    parser.add_argument('dst', help='output backbone checkpoint (.pth); with --format hf the '
+                        'output directory')
     parser.add_argument(
         '--weights', choices=['teacher', 'student'], default='teacher',
         help='export the EMA teacher (default, smoother) or the student backbone')
@@ -38,15 +47,22 @@ def parse_args(argv=None):
         '--format', choices=EXPORT_FORMATS, default='mmpretrain',
         help='mmpretrain: {"state_dict": {"backbone.*": ...}} for mmpretrain / '
         'mmdet / mmseg configs (default); timm: the state dict of the matching '
-        'timm model (create_model(NAME, num_classes=0)); mmdet-mcl: backbone, FPN '
+        'timm model (create_model(NAME, num_classes=0)); hf: a timm model directory '
+        '(config.json, model.safetensors, README.md model card) for '
+        'create_model("local-dir:DIR", pretrained=True); mmdet-mcl: backbone, FPN '
         'and cell-head convs of an MCL checkpoint for a 4conv1fc mmdet detector')
+    parser.add_argument(
+        '--safetensors', action='store_true',
+        help='--format mmpretrain: also write the state dict as DST with .safetensors '
+        '(safetensors.torch.load_file gives {"backbone.*": tensor})')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        export_checkpoint(args.src, args.dst, args.weights, args.format)
+        export_checkpoint(args.src, args.dst, args.weights, args.format,
+                          safetensors=args.safetensors)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f'error: {err}')
 
