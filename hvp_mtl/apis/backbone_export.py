@@ -20,14 +20,18 @@ teacher or the student (whichever is not exported), and Swin's
 on the window size, and torch refuses a shape clash even with
 ``strict=False``).
 
-Which weights, default ``teacher``: the EMA teacher is a temporal ensemble
+Which weights, default ``auto``: the EMA teacher for HVP-MTL, the online encoder (the student)
+for MCL (:func:`resolve_weights`). For HVP-MTL the EMA teacher is a temporal ensemble
 (Polyak average, momentum 0.995) of the student. DINO (arXiv 2104.14294,
 Sec. 5.3) reports the momentum teacher outperforming the student throughout
 training and uses it for every downstream evaluation; with a cosine learning
 rate that ends near zero the two converge anyway, so the teacher is never
 worse and is smoother. ``weights='student'`` exports the network that received
 the gradients (also the only choice when the run was trained without the
-distillation teacher).
+distillation teacher). MCL's official converter exports its online encoder (``encoder_q``),
+and with MCL's cosine momentum (0.99 -> 1) a short run's momentum encoder still holds a large
+share of its random initialisation (the demo's 300 iterations: prod(m) = 0.221), so ``auto``
+exports the student of an MCL checkpoint; ``teacher`` still exports its momentum encoder.
 """
 import os.path as osp
 import sys
@@ -89,12 +93,27 @@ def key_group(key):
     return '.'.join(parts[:2])
 
 
+#: top-level modules only an MCL checkpoint has (HVP-MTL's montage task keeps its FPN under
+#: ``montage_head.``)
+MCL_ONLY_PREFIXES = ('neck.', 'cell_head.')
+
+
+def resolve_weights(state_dict, weights='auto'):
+    """``'auto'`` -> ``'student'`` (the online encoder) for an MCL checkpoint, ``'teacher'``
+    otherwise; ``'teacher'`` / ``'student'`` unchanged."""
+    if weights not in ('auto', 'teacher', 'student'):
+        raise ValueError(f"weights must be 'auto', 'teacher' or 'student', got {weights!r}")
+    if weights != 'auto':
+        return weights
+    return 'student' if any(k.startswith(MCL_ONLY_PREFIXES) for k in state_dict) else 'teacher'
+
+
 def select_backbone(state_dict, weights, src='<checkpoint>'):
     """Pick the exported backbone tensors and say why each other key is dropped.
 
     Args:
         state_dict (dict[str, Tensor]): the algorithm's full state dict.
-        weights (str): ``'teacher'`` or ``'student'``.
+        weights (str): ``'teacher'``, ``'student'`` or ``'auto'`` (:func:`resolve_weights`).
         src (str): file name for error messages.
 
     Returns:
@@ -108,6 +127,7 @@ def select_backbone(state_dict, weights, src='<checkpoint>'):
             f'{src}: no backbone in this checkpoint (no "backbone.*" key); '
             f'key groups found: {groups or "none"}. Is it an HVP-MTL '
             'pre-training checkpoint?')
+    weights = resolve_weights(state_dict, weights)
     prefix = STUDENT_BACKBONE_PREFIX
     if weights == 'teacher':
         prefix = next((p for p in TEACHER_BACKBONE_PREFIXES
@@ -208,7 +228,7 @@ def save_safetensors(state_dict, meta, path):
             format='mmpretrain', hvp_mtl_meta=json.dumps(meta, sort_keys=True)))
 
 
-def export_backbone(src, dst, weights='teacher', file=sys.stdout, safetensors=False):
+def export_backbone(src, dst, weights='auto', file=sys.stdout, safetensors=False):
     """Export ``src`` (pre-training checkpoint) to ``dst`` (backbone only).
 
     Args:
@@ -224,6 +244,7 @@ def export_backbone(src, dst, weights='teacher', file=sys.stdout, safetensors=Fa
         dict: what was written (``state_dict`` and ``meta``).
     """
     ckpt, state_dict = load_pretrain_checkpoint(src)
+    weights = resolve_weights(state_dict, weights)
     kept, dropped = select_backbone(state_dict, weights, src)
     out = {'state_dict': kept,
            'meta': build_meta(ckpt, src, weights, kept, dropped)}

@@ -19,14 +19,15 @@ __all__ = ['EXPORT_FORMATS', 'export_checkpoint']
 EXPORT_FORMATS = ('mmpretrain', 'timm', 'hf', 'mmdet-mcl')
 
 
-def export_checkpoint(src, dst, weights='teacher', fmt='mmpretrain', file=None,
+def export_checkpoint(src, dst, weights='auto', fmt='mmpretrain', file=None,
                       safetensors=False):
     """Export ``src`` to ``dst`` in format ``fmt``; a report of the kept keys goes to ``file``.
 
     Args:
         src (str): Pre-training checkpoint (mmengine ``.pth``).
         dst (str): Output checkpoint (``'hf'``: output directory).
-        weights (str): ``'teacher'`` (EMA teacher) or ``'student'``.
+        weights (str): ``'auto'`` (the EMA teacher of HVP-MTL, the online encoder of MCL),
+            ``'teacher'`` (EMA teacher / momentum encoder) or ``'student'``.
         fmt (str): One of :data:`EXPORT_FORMATS`.
         file (io.TextIOBase, optional): Where the report is printed; default the current
             ``sys.stdout`` (looked up at call time, so ``redirect_stdout`` captures it).

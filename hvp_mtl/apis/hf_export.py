@@ -43,7 +43,7 @@ def _hf_pretrained_cfg(cfg_text):
     return dict(tag='hvp_mtl', license=LICENSE, mean=mean, std=std, num_classes=0)
 
 
-def export_hf(src, out_dir, weights='teacher', file=sys.stdout):
+def export_hf(src, out_dir, weights='auto', file=sys.stdout):
     """Export ``src`` (pre-training checkpoint) as the timm model directory ``out_dir``.
 
     The directory is written under a temporary name next to ``out_dir`` and renamed into place
@@ -53,7 +53,8 @@ def export_hf(src, out_dir, weights='teacher', file=sys.stdout):
     Args:
         src (str): Pre-training checkpoint (mmengine ``.pth``).
         out_dir (str): The output directory.
-        weights (str): ``'teacher'`` (EMA teacher) or ``'student'``.
+        weights (str): ``'auto'``, ``'teacher'`` (EMA teacher) or ``'student'``
+            (:func:`~hvp_mtl.apis.backbone_export.resolve_weights`).
         file (io.TextIOBase): Where the report is printed.
 
     Returns:
@@ -93,7 +94,8 @@ def export_hf(src, out_dir, weights='teacher', file=sys.stdout):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     from .backbone_export import report
-    report(prep['state_dict'], prep['dropped'], weights, file=file, layout='timm')
+    report(prep['state_dict'], prep['dropped'], prep['meta']['hvp_mtl']['weights'], file=file,
+           layout='timm')
     files = sorted(os.listdir(out_dir))
     print(f"timm model: {prep['model']} ({', '.join(files)})\n"
           f"  model = timm.create_model('local-dir:{out_dir}', pretrained=True)", file=file)

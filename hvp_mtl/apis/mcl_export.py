@@ -20,7 +20,13 @@ import sys
 from collections import OrderedDict
 
 from ..utils.atomic_io import atomic_torch_save
-from .backbone_export import build_meta, load_pretrain_checkpoint, report, select_backbone
+from .backbone_export import (
+    build_meta,
+    load_pretrain_checkpoint,
+    report,
+    resolve_weights,
+    select_backbone,
+)
 
 __all__ = ['export_mcl_detector', 'select_mcl_detector']
 
@@ -36,6 +42,7 @@ def select_mcl_detector(state_dict, weights, src='<checkpoint>'):
         tuple[OrderedDict, dict[str, str]]: kept tensors and
         ``{dropped key: reason}``.
     """
+    weights = resolve_weights(state_dict, weights)
     kept, dropped = select_backbone(state_dict, weights, src)
     source = 'teacher.' if weights == 'teacher' else ''
     for module, target in MCL_PARTS:
@@ -51,13 +58,14 @@ def select_mcl_detector(state_dict, weights, src='<checkpoint>'):
     return kept, dropped
 
 
-def export_mcl_detector(src, dst, weights='teacher', file=sys.stdout):
+def export_mcl_detector(src, dst, weights='auto', file=sys.stdout):
     """Export ``src`` (MCL checkpoint) to ``dst`` (backbone + FPN + head convs).
 
     Returns:
         dict: what was written (``state_dict`` and ``meta``).
     """
     ckpt, state_dict = load_pretrain_checkpoint(src)
+    weights = resolve_weights(state_dict, weights)
     kept, dropped = select_mcl_detector(state_dict, weights, src)
     kept = OrderedDict(kept)
     out = {'state_dict': kept,

@@ -24,7 +24,13 @@ import torch
 
 from ..utils.atomic_io import atomic_torch_save
 from ..utils.checkpoint_file import load_checkpoint_file
-from .backbone_export import build_meta, load_pretrain_checkpoint, report, select_backbone
+from .backbone_export import (
+    build_meta,
+    load_pretrain_checkpoint,
+    report,
+    resolve_weights,
+    select_backbone,
+)
 from .timm_keys import UnsupportedBackboneError, swin_to_timm, vit_to_timm
 
 __all__ = ['TIMM_MODELS', 'convert_to_timm', 'check_timm_state_dict',
@@ -126,8 +132,37 @@ def convert_to_timm(backbone_state, backbone_cfg=None, num_heads=None):
     else:
         raise UnsupportedBackboneError(
             'neither a Swin ("stages.*") nor a ViT ("pos_embed", "layers.*") backbone')
+    if 'window_size' in arch:
+        check_small_map_padding(arch, backbone_cfg)
     name, kwargs = timm_model_for(arch)
     return dict(state_dict=timm_state, dropped=dropped, model=name, kwargs=kwargs)
+
+
+def check_small_map_padding(arch, backbone_cfg):
+    """Refuse a Swin whose ``pad_small_map=True`` makes it a function timm cannot compute.
+
+    mmpretrain's ``ShiftWindowMSA`` with ``pad_small_map=True`` still shifts a window that
+    covers the whole stage map (``min(H, W) == window``) and pads a map smaller than the
+    window; timm (as the original Swin) does not shift there and shrinks the window. With
+    ``pad_small_map=False`` (the paper configs) both agree. Measured: the demo config with
+    ``window_size=2`` at 64 px (last stage 2x2) exports with max |diff| 0.58 on the last stage.
+
+    Raises:
+        UnsupportedBackboneError: A stage map at most the window and ``pad_small_map=True``.
+    """
+    if not (backbone_cfg or {}).get('pad_small_map', False):
+        return
+    window = arch['window_size']
+    side = arch['img_size'] // arch['patch_size']
+    for stage in range(len(arch['depths'])):
+        if side <= window:
+            raise UnsupportedBackboneError(
+                f'stage {stage} map is {side}x{side}, at most the {window}x{window} window, and '
+                'the backbone was trained with pad_small_map=True: mmpretrain shifts (or pads) '
+                'that window, timm does not, so the timm model would compute a different '
+                'function. Export with --format mmpretrain (or pre-train with '
+                'pad_small_map=False or a window smaller than every stage map)')
+        side //= 2
 
 
 def check_timm_state_dict(state, model, src='<checkpoint>'):
@@ -192,7 +227,7 @@ def create_timm_model(path, **kwargs):
     return model
 
 
-def prepare_timm_export(src, weights='teacher'):
+def prepare_timm_export(src, weights='auto'):
     """Convert the backbone of ``src`` to timm's layout and check it against the timm model.
 
     Returns:
@@ -203,6 +238,7 @@ def prepare_timm_export(src, weights='teacher'):
     import timm
     from mmengine.config import Config
     ckpt, state_dict = load_pretrain_checkpoint(src)
+    weights = resolve_weights(state_dict, weights)
     kept, dropped = select_backbone(state_dict, weights, src)
     cfg_text = (ckpt.get('meta') or {}).get('cfg')
     try:
@@ -224,7 +260,7 @@ def prepare_timm_export(src, weights='teacher'):
     return dict(out, meta=meta, dropped=dropped, cfg_text=cfg_text)
 
 
-def export_timm(src, dst, weights='teacher', file=sys.stdout):
+def export_timm(src, dst, weights='auto', file=sys.stdout):
     """Export ``src`` (pre-training checkpoint) to ``dst`` in timm's layout.
 
     The result is checked against the timm model (built on the ``meta``
@@ -236,7 +272,8 @@ def export_timm(src, dst, weights='teacher', file=sys.stdout):
     out = prepare_timm_export(src, weights)
     written = {'state_dict': out['state_dict'], 'meta': out['meta']}
     atomic_torch_save(written, dst)
-    report(out['state_dict'], out['dropped'], weights, file=file, layout='timm')
+    report(out['state_dict'], out['dropped'], out['meta']['hvp_mtl']['weights'], file=file,
+           layout='timm')
     kwargs = ''.join(f', {k}={v!r}' for k, v in out['kwargs'].items())
     print(f'timm model: {out["model"]}{kwargs}\n'
           f'  model = timm.create_model({out["model"]!r}, pretrained=False, num_classes=0'

@@ -20,12 +20,14 @@ from mmpretrain.registry import MODELS, TRANSFORMS
 from mmpretrain.structures import DataSample
 
 import hvp_mtl  # noqa: F401  (registers the HVP-MTL modules)
+from hvp_mtl.engine.hooks.task_gradient_share_hook import TaskGradientShareHook
 from hvp_mtl.models.algorithms.momentum_teacher import MomentumTeacher
 
 ROOT = Path(__file__).resolve().parents[2]
 PRETRAIN = ROOT / 'configs' / 'pretrain'
 SIMMIM_SWIN = 'mmpretrain::simmim/simmim_swin-base-w6_8xb256-amp-coslr-100e_in1k-192px.py'
-CASES = ('full', 'no-mlc', 'no-swav', 'no-mim', 'no-distill', 'floor', 'simmim', 'montage')
+CASES = ('full', 'no-mlc', 'no-swav', 'no-mim', 'no-distill', 'floor', 'simmim', 'montage',
+         'grad-share')
 TASK_WEIGHTS = {'full': {}, 'no-mlc': dict(mlc=0., distill=0.), 'no-swav': dict(swav=0.),
                 'no-mim': dict(mim=0.), 'no-distill': dict(distill=0.)}
 # ``tiny``: CPU smoke size (tiny Swin and heads); the others are the shipped configs.
@@ -194,7 +196,7 @@ def build_case(name: str, cfg: Config, batch: dict, args) -> Case:
     """Model + optim wrapper of one case and its step function."""
     hub = MessageHub.get_instance('hvp_mtl_step_benchmark')
     size = args.size
-    if name in TASK_WEIGHTS or name == 'montage':
+    if name in TASK_WEIGHTS or name in ('montage', 'grad-share'):
         model_cfg = copy.deepcopy(cfg.model)
         model_cfg.backbone.img_size = size
         model_cfg.mlc_head.num_classes = args.num_classes
@@ -244,6 +246,8 @@ def build_case(name: str, cfg: Config, batch: dict, args) -> Case:
             after_step()
         for key, value in log_vars.items():  # as RuntimeInfoHook.after_train_iter
             hub.update_scalar(f'train/{key}', value)
+        if name == 'grad-share':  # an iteration on which TaskGradientShareHook measures
+            TaskGradientShareHook.measure(model, wrapper, data)
 
     step()  # creates the optimizer state, so persistent bytes are complete
     return Case(step, persistent_bytes(model, wrapper))

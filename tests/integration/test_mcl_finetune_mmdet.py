@@ -119,6 +119,23 @@ def test_missing_neck_key_stops_the_run_with_a_listing(mcl_export, demo_world, t
     init_default_scope('mmpretrain')
 
 
+def test_default_export_is_the_online_encoder_as_the_official_converter(mcl_export):
+    """``--weights auto`` takes MCL's online encoder (official ``encoder_q``), not the momentum
+    encoder, for the backbone, the FPN and the head convs; the report says so."""
+    full = torch.load(mcl_export['path'].parent / 'iter_2.pth', map_location='cpu',
+                      weights_only=True)['state_dict']
+    sources = (('backbone.', 'backbone.'), ('neck.', 'neck.'),
+               ('roi_head.bbox_head.shared_convs.', 'cell_head.convs.'))
+    differs = 0
+    for key, value in mcl_export['state'].items():
+        prefix, src = next((p, s) for p, s in sources if key.startswith(p))
+        name = src + key[len(prefix):]
+        assert torch.equal(value, full[name]), key
+        differs += not torch.equal(value, full['teacher.' + name])
+    assert differs > 0, 'online and momentum encoders are identical: the test proves nothing'
+    assert 'Exported student backbone' in mcl_export['stdout']
+
+
 def test_exporting_a_checkpoint_without_mcl_parts_names_what_is_missing(mcl_export, tmp_path):
     """A backbone-only algorithm (no FPN / cell head) is refused with the missing prefix."""
     ckpt = torch.load(mcl_export['path'].parent / 'iter_2.pth', map_location='cpu',

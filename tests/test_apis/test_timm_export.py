@@ -35,6 +35,7 @@ EXPECTED_NAME = {'hvp_swin-t.py': 'swin_tiny_patch4_window7_224',
                  'hvp_swin-s.py': 'swin_small_patch4_window7_224',
                  'hvp_swin-b.py': 'swin_base_patch4_window7_224',
                  'hvp_swin-b_fsdp.py': 'swin_base_patch4_window7_224',
+                 'hvp_swin-b_distill-t0.07.py': 'swin_base_patch4_window7_224',
                  # four output stages: norm0-norm2 (dense-task outputs) have no timm key
                  'hvp_swin-b_montage.py': 'swin_base_patch4_window7_224',
                  'hvp_vit-b.py': 'vit_base_patch16_224'}
@@ -200,6 +201,23 @@ def test_a_different_window_size_is_named(tmp_path):
                        r'trained with 8x8 windows \("layers\.0\.blocks\.0\.attn\.relative_position_'
                        r'bias_table" has 225 rows; 8 tables differ\).*has 7x7.*window_size=8'):
         create_timm_model(str(path))
+
+
+@pytest.mark.parametrize('window', [2, 4])  # last-stage map 2x2: equal to / below the window
+def test_a_small_map_padded_swin_is_refused_because_timm_computes_another_function(window):
+    """``pad_small_map=True`` with a stage map <= the window: mmpretrain shifts (or pads) that
+    window, timm does not. The refusal is checked to be needed: converted anyway (the check
+    bypassed), the timm model's output differs."""
+    demo = ROOT / 'configs' / 'demo' / 'hvp_swin-demo_pretrain.py'
+    backbone, cfg = backbone_from_config(demo, window_size=window)
+    assert cfg.pad_small_map and cfg.img_size == 64
+    randomize_(backbone, seed=0)
+    with pytest.raises(ValueError,
+                       match=r'stage \d map is \dx\d, at most the .*pad_small_map=True'):
+        convert_to_timm(backbone.state_dict(), cfg)
+    if window == 2:  # (at window 4 timm shrinks the last stage's window: no strict load)
+        res = compare_with_timm(backbone, dict(cfg, pad_small_map=False), images(cfg.img_size))
+        assert res['max_abs_diff'] > 1e-2, res  # a different function
 
 
 def test_a_backbone_timm_cannot_hold_is_refused():

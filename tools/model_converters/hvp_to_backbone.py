@@ -10,8 +10,10 @@ that ``timm.create_model('local-dir:DIR', pretrained=True)`` loads
 (:mod:`hvp_mtl.apis.hf_export`); ``--safetensors`` adds a ``.safetensors`` copy of the
 mmpretrain export. The ``.pth`` files load with
 ``torch.load(weights_only=True)`` and print a report of the kept and dropped
-keys. ``--weights teacher`` (default) exports the EMA teacher, ``student`` the
-network that received the gradients (see the module docstrings). One entry point for the three
+keys. ``--weights auto`` (default) exports the EMA teacher of an HVP-MTL checkpoint and the
+online encoder of an MCL one (as MCL's official converter); ``teacher`` the EMA teacher /
+momentum encoder, ``student`` the network that received the gradients (see the module
+docstrings). One entry point for the three
 formats: :func:`hvp_mtl.apis.checkpoint_export.export_checkpoint`.
 
 Usage::
@@ -41,8 +43,10 @@ def parse_args(argv=None):
     parser.add_argument('dst', help='output backbone checkpoint (.pth); with --format hf the '
                         'output directory')
     parser.add_argument(
-        '--weights', choices=['teacher', 'student'], default='teacher',
-        help='export the EMA teacher (default, smoother) or the student backbone')
+        '--weights', choices=['auto', 'teacher', 'student'], default='auto',
+        help='auto (default): the EMA teacher of HVP-MTL, the online encoder of MCL (as its '
+        'official converter); teacher: the EMA teacher / momentum encoder; student: the '
+        'network that received the gradients')
     parser.add_argument(
         '--format', choices=EXPORT_FORMATS, default='mmpretrain',
         help='mmpretrain: {"state_dict": {"backbone.*": ...}} for mmpretrain / '

@@ -17,6 +17,9 @@ rotating order, so machine noise hits all cases alike), after warm-up:
 * ``montage``    -- the full step plus the fifth task of
   ``hvp_swin-b_montage.py`` (montages of view 1 in the student pass, FPN over
   the four stages, cell head, predictors, teacher FPN + cell head; Swin only);
+* ``grad-share`` -- the full step followed by ``TaskGradientShareHook``'s measurement (one
+  forward and one backward per task on the same batch): the cost of an iteration on which
+  the hook logs the tasks' gradient shares;
 * ``simmim``     -- mmpretrain's own ``SimMIM`` (``SimMIMSwinTransformer``,
   neck and head of its Swin config; a ``MaskedViT`` backbone for ViT-B) on
   the same backbone, batch B of one masked view, the same optim wrapper.
@@ -100,6 +103,11 @@ def report(args, built, times, peaks):
         q = paired(times, 'montage', 'full')
         results['ratios']['montage/full'] = q
         lines.append(f'(e)/(a) full + montage task / full {fmt(q)}')
+    if 'full' in times and 'grad-share' in times:
+        q = paired(times, 'grad-share', 'full')
+        results['ratios']['grad-share/full'] = q
+        lines.append(f'(f)/(a) step + TaskGradientShareHook measurement / full {fmt(q)} '
+                     '(amortised over its interval: (ratio - 1) / interval)')
     for task in ('swav', 'mim', 'distill', 'mlc'):
         if 'full' in times and f'no-{task}' in times:
             q = share(times, 'full', f'no-{task}')

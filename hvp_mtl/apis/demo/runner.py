@@ -133,9 +133,9 @@ class Demo:
                          '--cfg-options', *opts], ckpt, work_dir=work, length=('iter', iters))
         return ckpt
 
-    def export(self, stage, ckpt, out, teacher=True):
-        cmd = [PY, 'tools/model_converters/hvp_to_backbone.py', ckpt, out, '--weights',
-               'teacher' if teacher else 'student']
+    def export(self, stage, ckpt, out, weights='auto'):
+        """``auto``: the EMA teacher of HVP-MTL, the online encoder of MCL."""
+        cmd = [PY, 'tools/model_converters/hvp_to_backbone.py', ckpt, out, '--weights', weights]
         self.run(stage, cmd, out)
 
     def task_options(self, task):
@@ -200,7 +200,7 @@ class Demo:
                                  seed, method, loss_weights, arch)
             backbone = osp.join(where, f'backbone_{init}.pth')
             self.export(f'{name} export {init}', ckpt, backbone,
-                        teacher='distill' not in (loss_weights or {}))
+                        'student' if 'distill' in (loss_weights or {}) else 'auto')
         for task in tasks:
             if task == 'probe':
                 self.probe(f'{name} probe {init}', probe_file(self.work_dir, init, seed, group),

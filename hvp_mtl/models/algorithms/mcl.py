@@ -76,7 +76,9 @@ class MCL(BaseSelfSupervisor):
         head_pass (str): ``'joint'``: the cells of all levels of a branch
             through the cell head in one pass (its BN statistics over all
             tiles); ``'per_level'``: one pass per level (statistics per
-            pyramid level, as the official head). Defaults to ``'joint'``.
+            pyramid level over that level's images; the official head runs
+            every level over all images of the branch, docs/MCL.md).
+            Defaults to ``'joint'``.
         data_preprocessor (dict, optional): ``SelfSupDataPreprocessor``.
         init_cfg (dict, optional): Initialisation config.
     """
