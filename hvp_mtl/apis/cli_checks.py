@@ -5,7 +5,8 @@
 - :func:`check_cfg_option_keys`: a ``--cfg-options`` key whose top level the config does not
   have (``chekpoint=...``) is an error naming the closest existing keys, unless new keys are
   allowed explicitly (mmengine itself adds any key silently, so a fine-tune would run from the
-  config's default checkpoint);
+  config's default checkpoint); the keys mmengine's ``Runner`` reads with a default
+  (``randomness``, ``env_cfg``, ``load_from``, ...: :func:`runner_keys`) are always known;
 - :func:`add_vis_backends`: ``--vis tensorboard|wandb|mlflow`` adds mmengine's backend to the
   config's visualizer, with a clear message when the optional package is not installed.
 """
@@ -14,8 +15,8 @@ import importlib.util
 import os
 import os.path as osp
 
-__all__ = ['CONFIG_ROOTS', 'find_config', 'check_cfg_option_keys', 'VIS_BACKENDS',
-           'add_vis_backends']
+__all__ = ['CONFIG_ROOTS', 'find_config', 'runner_keys', 'check_cfg_option_keys',
+           'VIS_BACKENDS', 'add_vis_backends']
 
 #: where configs are looked for: the current directory's ``configs/`` and the project's own
 CONFIG_ROOTS = ('configs', osp.join(osp.dirname(osp.dirname(osp.dirname(
@@ -64,6 +65,25 @@ def find_config(path, n=3):
     raise FileNotFoundError(f'config file not found: {path}{hint}')
 
 
+def runner_keys():
+    """The top-level config keys mmengine's ``Runner`` reads, each with a default.
+
+    A config need not set them (``randomness``, ``env_cfg``, ``load_from``, ``resume``,
+    ``launcher``, ...), so ``--cfg-options randomness.seed=0`` on a config without a
+    ``randomness`` dict is a knob of the runner, not a typo. Read from ``Runner.__init__``'s
+    signature (plus ``compile``, which ``Runner.train`` reads from the config), so the list
+    follows the installed mmengine.
+
+    Returns:
+        frozenset[str]: The key names.
+    """
+    import inspect
+
+    from mmengine.runner import Runner
+    params = set(inspect.signature(Runner.__init__).parameters) - {'self', 'cfg'}
+    return frozenset(params | {'compile'})
+
+
 def check_cfg_option_keys(cfg, options, allow_new=False, flag='--cfg-allow-new-keys'):
     """Refuse ``--cfg-options`` keys whose top level is not in ``cfg``.
 
@@ -74,15 +94,17 @@ def check_cfg_option_keys(cfg, options, allow_new=False, flag='--cfg-allow-new-k
         flag (str): The opt-in flag, named in the message.
 
     Raises:
-        ValueError: A top-level key the config does not have, with the closest ones.
+        ValueError: A top-level key the config does not have and the runner does not read
+            (:func:`runner_keys`), with the closest ones.
     """
     if not options or allow_new:
         return
-    existing = list(cfg.keys())
+    known = runner_keys()
+    existing = sorted(set(cfg.keys()) | known)
     problems = []
     for key in options:
         top = key.split('.', 1)[0]
-        if top in cfg:
+        if top in cfg or top in known:
             continue
         near = difflib.get_close_matches(top, existing, n=3, cutoff=0.6)
         problems.append(f'{top!r}' + (f' (did you mean {", ".join(map(repr, near))}?)'

@@ -55,6 +55,16 @@ def test_nested_and_known_keys_pass_and_the_opt_in_allows_new_ones():
     check_cfg_option_keys(cfg, {'zzz_unrelated': 1}, allow_new=True)
 
 
+def test_keys_the_runner_reads_with_a_default_pass_on_a_config_without_them():
+    """The demo sets ``randomness.seed`` on mmdet/mmseg configs that have no ``randomness``."""
+    cfg = Config.fromfile(str(FINETUNE))
+    for key in ('randomness', 'env_cfg', 'load_from', 'resume', 'compile'):
+        cfg.pop(key, None)
+        check_cfg_option_keys(cfg, {f'{key}.x' if key in ('randomness', 'env_cfg') else key: 0})
+    with pytest.raises(ValueError, match="'randomnes' \\(did you mean 'randomness'"):
+        check_cfg_option_keys(cfg, {'randomnes.seed': 0})
+
+
 def test_a_missing_config_names_near_configs():
     msg = exit_message(TRAIN, ['configs/pretrain/hvp_swin-x.py'])
     assert msg.startswith('error: config file not found: configs/pretrain/hvp_swin-x.py; near '
