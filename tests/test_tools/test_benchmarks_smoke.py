@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 STEP_CASES = ('full', 'no-mlc', 'no-swav', 'no-mim', 'no-distill', 'floor', 'simmim',
-              'montage')
+              'montage', 'grad-share')
 
 
 def run_script(*args):
@@ -66,6 +66,10 @@ def test_step_benchmark_prints_every_case_and_ratio(tmp_path):
     montage = re.search(r'full \+ montage task / full\s+([0-9.]+)', stdout)
     assert montage and float(montage.group(1)) > 0
     assert len(saved['ratios']['montage/full']) == 3
+    # the gradient-share measurement costs at least the step it measures again
+    share = re.search(r'step \+ TaskGradientShareHook measurement / full\s+([0-9.]+)', stdout)
+    assert share and float(share.group(1)) > 1, stdout
+    assert len(saved['ratios']['grad-share/full']) == 3
 
 
 def test_data_pipeline_benchmark_reports_rate_and_cores(tmp_path):
