@@ -49,3 +49,29 @@ def test_random_labels_stay_near_chance_on_held_out_data():
     val_labels = torch.randint(0, 4, (600, ), generator=g)
     result = linear_probe_accuracy(train, train_labels, val, val_labels, num_classes=4)
     assert abs(result['top1'] - 25.0) < 6.0  # 600 draws: binomial sigma 1.8 points
+
+
+def test_the_sweep_chooses_on_the_train_split_only_and_val_cannot_move_it():
+    """Two very different val sets: the same held-out curve, the same choice, the same weights."""
+    from hvp_mtl.evaluation.linear_probe import linear_probe_sweep, stratified_holdout
+    train, train_labels = _blobs(20, 4, 12, 2.5, seed=3)
+    val, val_labels = _blobs(10, 4, 12, 2.5, seed=4)
+    grid = (1e-4, 1e-2, 1.0, 30.0)
+    first = linear_probe_sweep(train, train_labels, val, val_labels, 4, grid=grid, max_iter=100)
+    order = torch.randperm(len(val_labels), generator=torch.Generator().manual_seed(0))
+    shuffled = val_labels[order]
+    second = linear_probe_sweep(train, train_labels, -5 * val, shuffled, 4, grid=grid,
+                                max_iter=100)
+    assert first['holdout_top1'] == second['holdout_top1']
+    assert set(first['holdout_top1']) == set(grid)
+    assert first['weight_decay'] == second['weight_decay']
+    assert first['train_top1'] == second['train_top1']
+    assert first['top1'] != second['top1']  # val was used, once, after the choice
+    # a strong penalty on well-separated blobs collapses the probe towards chance on held-out data
+    assert first['holdout_top1'][30.0] <= max(first['holdout_top1'].values())
+    fit, held = stratified_holdout(train_labels, 0.2, seed=0)
+    assert len(held) == 16 and set(train_labels[held].tolist()) == {0, 1, 2, 3}
+    assert not set(fit.tolist()) & set(held.tolist()) and len(fit) + len(held) == 80
+    raw = linear_probe_sweep(train, train_labels, val, val_labels, 4, grid=grid,
+                             standardise=False, max_iter=100)
+    assert raw['standardised'] is False and first['standardised'] is True
