@@ -1,5 +1,6 @@
 
 from .atomic_checkpoint_hook import AtomicCheckpointHook  # noqa: F401
+from .collapse_monitor_hook import CollapseMonitorHook  # noqa: F401
 from .effective_batch_hook import EffectiveBatchHook  # noqa: F401
 from .knn_probe_hook import KNNProbeHook  # noqa: F401
 from .objective_metrics_hook import ObjectiveMetricsHook  # noqa: F401
