@@ -73,7 +73,9 @@ default_hooks = dict(
 # gradient norm every 100 iterations
 custom_hooks = [dict(type='ObjectiveMetricsHook', interval=100, val_ann_file='val.txt',
                      batch_size=64),
-                dict(type='TaskGradientShareHook', interval=100)]
+                dict(type='TaskGradientShareHook', interval=100),
+                # RankMe / top-5 share of student and teacher features on 256 fixed images
+                dict(type='CollapseMonitorHook', interval=100)]
 val_dataloader = None
 val_evaluator = None
 val_cfg = None

@@ -13,4 +13,5 @@ model = dict(mlc_head=dict(num_classes=11166, num_groups=100,
                            loss=dict(disable_torch_grad_focal_loss=False)),
              loss_weights=dict(mlc=0.001))
 train_dataloader = dict(dataset=dict(dictionary_file=None, num_classes=11166))
-custom_hooks = [dict(type='TaskGradientShareHook', interval=25)]
+custom_hooks = [dict(type='TaskGradientShareHook', interval=25),
+                dict(type='CollapseMonitorHook', interval=100)]

@@ -69,7 +69,7 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(_delete_=True, type='AtomicCheckpointHook', by_epoch=False,
                     interval=max_iters, max_keep_ckpts=1))
-custom_hooks = []
+custom_hooks = [dict(type='CollapseMonitorHook', interval=100)]  # RankMe on 256 fixed images
 log_processor = dict(by_epoch=False, window_size=10)
 randomness = dict(seed=0)
 auto_scale_lr = dict(enable=False, base_batch_size=32)

@@ -87,6 +87,10 @@ custom_hooks = [
     # each task's share of the clipped gradient norm (scalars task_grad/*, one log line, a warning
     # when one task holds > 80 %): one forward + one backward per task on one micro-batch
     dict(type='TaskGradientShareHook', interval=1000),
+    # a collapse monitor: RankMe and the top-5 PC share of the student's and teacher's pooled
+    # features on 256 fixed training images (scalars collapse/*; one warning when RankMe falls
+    # below max(2, 2 % of min(images, dims)))
+    dict(type='CollapseMonitorHook', interval=1000),
 ]
 # DDP: every parameter gets a gradient each step (frozen SwAV prototypes stay in the graph,
 # their gradient is cleared after backward; without MIM the mask token is frozen), so no

@@ -90,7 +90,9 @@ default_hooks = dict(
     # EMA step of the momentum encoder after each optimizer step (required)
     teacher_and_prototypes=dict(type='TeacherAndPrototypesHook'),
     logger=dict(type='LoggerHook', interval=50))
-custom_hooks = [dict(type='EffectiveBatchHook', paper_batch_size=4096)]
+# collapse monitor: RankMe / top-5 share of the online encoder's pooled C5 on 256 fixed images
+custom_hooks = [dict(type='EffectiveBatchHook', paper_batch_size=4096),
+                dict(type='CollapseMonitorHook', interval=1000)]
 # every student parameter is used each step; the momentum encoder is buffers kept per rank
 model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=False,
                          broadcast_buffers=False)

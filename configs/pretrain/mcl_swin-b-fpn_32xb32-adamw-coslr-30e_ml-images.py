@@ -34,5 +34,7 @@ param_scheduler = [
 ]
 train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=30)
 default_hooks = dict(checkpoint=dict(by_epoch=False, interval=1000))
-custom_hooks = [dict(type='EffectiveBatchHook', paper_batch_size=1024)]
+# collapse monitor: RankMe / top-5 share of the online encoder's pooled last stage, 256 images
+custom_hooks = [dict(type='EffectiveBatchHook', paper_batch_size=1024),
+                dict(type='CollapseMonitorHook', interval=1000)]
 auto_scale_lr = dict(base_batch_size=1024)
