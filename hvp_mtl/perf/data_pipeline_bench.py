@@ -55,10 +55,12 @@ def write_image_set(root: str, kind: str, num_images: int, seed: int = 0) -> Dic
     """
     from ..datasets.demo_world.writers import write_pretrain
     rng = np.random.default_rng(seed)
+    total = next(t for t in range(num_images, 2 * num_images + 3)  # + the writer's val split
+                 if max(2, t - max(2, t // 8)) >= num_images)
     if kind == 'photos':
-        write_pretrain(root, rng, num_images, 32)
+        write_pretrain(root, rng, total, 32)
     elif kind.startswith('generated-'):
-        write_pretrain(root, rng, num_images, int(kind.split('-', 1)[1]))
+        write_pretrain(root, rng, total, int(kind.split('-', 1)[1]))
     else:
         raise ValueError(f"unknown image set {kind!r} (use 'photos' or 'generated-<px>')")
     with open(osp.join(root, 'train.txt')) as f:  # the file of a URL line is its basename
@@ -85,9 +87,22 @@ def pack_image_set(root: str, max_short_side=None) -> dict:
     return dict(backend='tar_shards', index=index, root=osp.join(root, 'images'))
 
 
-def build_dataset(config: str, data_root: str, backend_args: dict, fast: bool):
+def with_jitter_backend(step, backend: str):
+    """``step`` (a pipeline config dict or list) with every ``ColorJitter`` set to
+    ``backend`` (mmpretrain's default is ``'pillow'``)."""
+    if isinstance(step, (list, tuple)):
+        return [with_jitter_backend(s, backend) for s in step]
+    if isinstance(step, dict):
+        step = {k: with_jitter_backend(v, backend) for k, v in step.items()}
+        return dict(step, backend=backend) if step.get('type') == 'ColorJitter' else step
+    return step
+
+
+def build_dataset(config: str, data_root: str, backend_args: dict, fast: bool,
+                  jitter_backend: str = None):
     """``TencentMLImages`` of ``config``'s train dataloader on ``data_root``, its loader
-    reading through ``backend_args``; ``fast``: the reduced-scale decoding pipeline."""
+    reading through ``backend_args``; ``fast``: the reduced-scale decoding pipeline;
+    ``jitter_backend``: every ColorJitter on this backend (not the paper's pipeline)."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import DATASETS
@@ -98,8 +113,11 @@ def build_dataset(config: str, data_root: str, backend_args: dict, fast: bool):
     dataset_cfg = cfg.train_dataloader.dataset
     pipeline = [dict(t, backend_args=backend_args) if t['type'].startswith('Load') else t
                 for t in dataset_cfg.pipeline]
+    pipeline = reduced_scale_pipeline(pipeline) if fast else pipeline
+    if jitter_backend:
+        pipeline = with_jitter_backend(pipeline, jitter_backend)
     dataset_cfg.update(data_root=data_root, data_prefix='images/', ann_file='train.txt',
-                       pipeline=reduced_scale_pipeline(pipeline) if fast else pipeline)
+                       pipeline=pipeline)
     return DATASETS.build(dataset_cfg)
 
 

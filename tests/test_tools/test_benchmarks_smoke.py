@@ -74,7 +74,7 @@ def test_data_pipeline_benchmark_reports_rate_and_cores(tmp_path):
                         '--num-images', '4', '--samples', '4', '--warmup', '1',
                         '--repeats', '1', '--max-short-side', '48',
                         '--work-dir', str(tmp_path), '--json', str(result_file))
-    paths = ('reference', 'pre-resized', 'reduced-decode', 'both')
+    paths = ('reference', 'pre-resized', 'reduced-decode', 'both', 'both, cv2 jitter')
     rows = [[c.strip() for c in line.strip('|').split('|')] for line in stdout.splitlines()
             if line.startswith('| photos') or line.startswith('| generated-64')]
     assert [r[1] for r in rows] == list(paths) * 2, stdout

@@ -13,7 +13,10 @@ images from indexed tar shards, and times four paths:
 - ``reduced-decode``: the fast pipeline (``LoadImageBytes`` +
   ``MultiViewWithMask(reduced_scale_decode=True)``,
   ``configs/pretrain/hvp_swin-b_fast-decode.py``) on the unchanged shards;
-- ``both``: the fast pipeline on the pre-resized shards.
+- ``both``: the fast pipeline on the pre-resized shards;
+- ``both, cv2 jitter``: that with ColorJitter on OpenCV instead of mmpretrain's
+  default Pillow backend (its hue step alone costs ~3 ms per view): NOT the
+  paper's augmentation, shown for what the remaining cost is.
 
 Samples are read in ONE process with one torch / OpenCV thread, as one
 dataloader worker does; the rate is images per CPU-second of that process
@@ -41,8 +44,9 @@ from hvp_mtl.perf import data_pipeline_bench as bench
 from hvp_mtl.utils.atomic_io import atomic_write
 
 ROOT = Path(__file__).resolve().parents[2]
-PATHS = {'reference': (False, False), 'pre-resized': (True, False),
-         'reduced-decode': (False, True), 'both': (True, True)}
+PATHS = {'reference': (False, False, None), 'pre-resized': (True, False, None),
+         'reduced-decode': (False, True, None), 'both': (True, True, None),
+         'both, cv2 jitter': (True, True, 'cv2')}
 
 
 def parse_args(argv=None):
@@ -78,9 +82,9 @@ def run(args, work):
         print(f'{kind}: {info[kind]["images"]} images (median short side '
               f'{info[kind]["median_px"]} px) written and packed in '
               f'{time.perf_counter() - start:.1f} s', file=sys.stderr)
-        for path, (resized, fast) in PATHS.items():
+        for path, (resized, fast, jitter) in PATHS.items():
             totals = bench.new_totals()
-            dataset = bench.build_dataset(args.config, root, storage[resized], fast)
+            dataset = bench.build_dataset(args.config, root, storage[resized], fast, jitter)
             bench.instrument(dataset.pipeline, totals)
             datasets[kind, path] = dataset, totals
     rates = {k: {p: [] for p in PATHS} for k in sets}
