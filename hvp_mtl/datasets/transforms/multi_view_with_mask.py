@@ -107,8 +107,9 @@ class MultiViewWithMask(BaseTransform):
         """Make the views and the mask.
 
         Args:
-            results (dict): Holds the decoded ``img`` (H, W, 3) and the
-                annotation (``gt_score`` ...).
+            results (dict): Holds the decoded ``img`` (H, W, 3), or with
+                ``reduced_scale_decode`` the ``img_bytes`` and ``ori_shape``
+                of ``LoadImageBytes``, and the annotation (``gt_score`` ...).
 
         Returns:
             dict: ``img`` is a list of views (S, S, 3); ``mask`` (h, w) is
@@ -156,6 +157,10 @@ class MultiViewWithMask(BaseTransform):
                                             decode_factor(crops, out_sizes, self.decode_margin),
                                             results.get('img_path', '<bytes>'))
         else:  # already decoded (BGR): same crops, at full scale
+            if decoded is None:
+                raise KeyError(f'MultiViewWithMask(reduced_scale_decode=True): '
+                               f'{results.get("img_path")} has neither img_bytes '
+                               '(LoadImageBytes) nor a decoded img')
             crops = plan_crops(crop_transforms, decoded.shape[:2])
             image, scale = Image.fromarray(np.ascontiguousarray(decoded)), 1.
         results['crop_bboxes'], results['decode_scale'] = crops, scale
