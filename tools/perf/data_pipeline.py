@@ -54,6 +54,8 @@ def parse_args(argv=None):
     parser.add_argument('--config', default=str(ROOT / 'configs/pretrain/hvp_swin-b.py'))
     parser.add_argument('--sets', default='photos,generated-500,generated-1024',
                         help="comma-separated: 'photos' and/or 'generated-<px>'")
+    parser.add_argument('--image-size', type=int,
+                        help='one generated set of this size (--sets generated-<px>)')
     parser.add_argument('--num-images', type=int, default=36, help='train images per set')
     parser.add_argument('--samples', type=int, default=48, help='timed reads per repeat')
     parser.add_argument('--warmup', type=int, default=4)
@@ -66,7 +68,10 @@ def parse_args(argv=None):
                         '(default: the last)')
     parser.add_argument('--json', help='write the measurements here')
     parser.add_argument('--work-dir', help='default: a temporary directory')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.image_size:
+        args.sets = f'generated-{args.image_size}'
+    return args
 
 
 def run(args, work):
