@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from hvp_mtl.datasets import TarShardIndex, TencentMLImages
-from hvp_mtl.datasets.tar_shard_packer import pack_folder
+from hvp_mtl.datasets import TarShardIndex, TencentMLImages, build_tar_index
+from hvp_mtl.datasets.tar_shard_packer import pack_folder, read_manifests
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = 'tools/dataset_converters/build_tar_shard_index.py'
@@ -71,18 +72,14 @@ def test_resized_pack_keeps_names_and_records_sizes(tmp_path):
     assert Image.open(io.BytesIO(index.read('gray.jpg'))).mode == 'L'
     assert len(os.listdir(tmp_path / 'shards')) == 2 * 6 + 1  # shards, manifests, pack.json
     # the same folder with other settings is refused, naming the plan file
-    out = run_tool('--pack-from', str(images), '--shard-dir', str(tmp_path / 'shards'),
-                   '--out', str(tmp_path / 'index'), '--max-short-side', '32',
-                   '--shard-mb', '0.0001')
-    assert out.returncode == 1 and 'pack.json' in out.stderr
+    with pytest.raises(ValueError, match='pack.json'):
+        pack_folder(str(images), str(tmp_path / 'shards'), 100, max_short_side=32)
 
 
 def test_dataset_labels_and_order_are_unchanged_on_resized_shards(demo_world, tmp_path):
     root = demo_world / 'pretrain'
     shards = pack_folder(str(root / 'images'), str(tmp_path / 'shards'), 2**14,
                          max_short_side=48, workers=2)
-    from hvp_mtl.datasets import build_tar_index
-    from hvp_mtl.datasets.tar_shard_packer import read_manifests
     build_tar_index(shards, str(tmp_path / 'index'), read_manifests(shards))
     common = dict(ann_file='train.txt', data_root=str(root), data_prefix='images',
                   dictionary_file='dictionary_and_semantic_hierarchy.txt')
@@ -122,15 +119,14 @@ def test_pack_resumes_after_a_kill(tmp_path):
     kept = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
             for p in shard_dir.glob('shard-*.tar') if p.with_suffix('.json').exists()}
     assert not (tmp_path / 'index').exists()
-    out = run_tool(*common, '--shard-dir', str(shard_dir), '--out', str(tmp_path / 'index'))
-    assert out.returncode == 0, out.stderr
+    # resumed (in this process: the same package function the tool calls)
+    shards = pack_folder(str(images), str(shard_dir), 100, max_short_side=96)
+    build_tar_index(shards, str(tmp_path / 'index'), read_manifests(shards))
     for name, stat in kept.items():  # committed shards are kept, not rewritten
         path = shard_dir / name
         assert (path.stat().st_ino, path.stat().st_mtime_ns) == stat
     assert not [p for p in os.listdir(shard_dir) if p.endswith('.tmp')]
-    fresh = run_tool(*common, '--shard-dir', str(tmp_path / 'fresh'),
-                     '--out', str(tmp_path / 'fresh-index'))
-    assert fresh.returncode == 0, fresh.stderr
+    pack_folder(str(images), str(tmp_path / 'fresh'), 100, max_short_side=96, workers=2)
     for i in range(count):  # the resumed pack is the uninterrupted one, byte for byte
         name = f'shard-{i:05d}.tar'
         assert (shard_dir / name).read_bytes() == (tmp_path / 'fresh' / name).read_bytes()
@@ -142,5 +138,5 @@ def test_pack_resumes_after_a_kill(tmp_path):
 
 
 def test_pack_of_a_missing_folder_names_it(tmp_path):
-    out = run_tool('--pack-from', str(tmp_path / 'missing'), '--out', str(tmp_path / 'index'))
-    assert out.returncode == 1 and str(tmp_path / 'missing') in out.stderr
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / 'missing')):
+        pack_folder(str(tmp_path / 'missing'), str(tmp_path / 'shards'), 100)
