@@ -66,7 +66,7 @@ class MultiViewWithMask(BaseTransform):
             crop keeps at least ``decode_margin`` times its output size at
             that scale. 1.25 (default) keeps the views >= 44 dB PSNR from the
             full-scale ones on scikit-image's photographs (1: >= 33 dB) and
-            still halves the decode of 58 % of 1,024-px images.
+            still halves the decode of 58.5 % of 1,024-px images.
     """
 
     def __init__(self,
