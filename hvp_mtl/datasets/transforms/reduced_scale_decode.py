@@ -16,7 +16,8 @@ libjpeg does in the inverse DCT itself (``PIL.Image.draft``). The fast path:
    :func:`decode_at_factor` decodes once at 1/f;
 3. :func:`resized_crop` maps each crop box to the reduced image (exact
    sub-pixel box, PIL ``resize(box=...)``) and resamples it to the output
-   size with the ``RandomResizedCrop``'s interpolation.
+   size with the ``RandomResizedCrop``'s interpolation, always on Pillow (the
+   shipped configs' ``backend='pillow'``).
 
 Images come out in BGR channel order, as ``LoadImageFromFile``'s do, and
 upright (EXIF orientation applied, as OpenCV's decoder does). A file that is
@@ -36,7 +37,7 @@ from PIL import Image, ImageOps
 from ..bad_sample_tracker import UndecodableImageError
 
 __all__ = ['LoadImageBytes', 'UndecodableImageError', 'decode_factor', 'reduced_scale_pipeline',
-           'decode_at_factor', 'resized_crop', 'oriented_size']
+           'decode_at_factor', 'resized_crop', 'oriented_size', 'plan_crops']
 
 #: EXIF orientations that swap width and height
 _TRANSPOSING = (5, 6, 7, 8)
