@@ -4,6 +4,7 @@ from .bad_sample_tracker import (
                                  BadSampleTracker,
                                  DataEnvironmentError,
                                  TooManyBadSamplesError,
+                                 UndecodableImageError,
                                  is_environmental_error,
 )
 from .ml_images_format import (
@@ -20,7 +21,7 @@ from .tencent_ml_images import TencentMLImages
 
 __all__ = [
     'BadSampleTracker', 'TooManyBadSamplesError', 'DataEnvironmentError',
-    'is_environmental_error', 'ClassEntry',
+    'is_environmental_error', 'UndecodableImageError', 'ClassEntry',
     'MLImagesFormatError', 'map_image_path', 'parse_list_line',
     'read_dictionary', 'MLImagesIndex', 'build_index', 'default_index_dir',
     'TarShardBackend', 'TarShardIndex', 'build_tar_index', 'TencentMLImages'

@@ -33,7 +33,7 @@ from mmengine.logging import print_log
 
 __all__ = [
     'BadSampleTracker', 'TooManyBadSamplesError', 'DataEnvironmentError',
-    'is_environmental_error'
+    'is_environmental_error', 'UndecodableImageError'
 ]
 
 # errno values that describe the machine or the storage, not one file
@@ -46,6 +46,14 @@ ENVIRONMENTAL_ERRNOS = frozenset(
 
 class TooManyBadSamplesError(RuntimeError):
     """Raised when the share of unreadable images passes the ceiling."""
+
+
+class UndecodableImageError(OSError):
+    """A sample's bytes are not a decodable image (a bad sample, counted).
+
+    Raised where decoding happens after the loading stage (the fast path of
+    ``LoadImageBytes`` + ``MultiViewWithMask(reduced_scale_decode=True)``).
+    """
 
 
 class DataEnvironmentError(OSError):

@@ -39,7 +39,7 @@ import os
 import os.path as osp
 import tarfile
 from collections import OrderedDict
-from typing import List, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 import numpy as np
 from mmengine.fileio import register_backend
@@ -60,12 +60,17 @@ def name_hash(name: str) -> int:
                           'little')
 
 
-def build_tar_index(shards: Sequence[str], out_dir: str) -> 'TarShardIndex':
+def build_tar_index(shards: Sequence[str], out_dir: str,
+                    image_sizes: Optional[Mapping[str, Sequence[int]]] = None
+                    ) -> 'TarShardIndex':
     """Scan tar shards and write their member index to ``out_dir``.
 
     Args:
         shards (Sequence[str]): Uncompressed ``.tar`` files.
         out_dir (str): Index directory; shard paths are stored relative to it.
+        image_sizes (Mapping, optional): ``{member: (original h, original w,
+            stored h, stored w)}`` (the packer's manifests), kept in
+            ``image_sizes.bin`` for :meth:`TarShardIndex.image_size`.
 
     Returns:
         TarShardIndex: The opened index.
@@ -100,12 +105,18 @@ def build_tar_index(shards: Sequence[str], out_dir: str) -> 'TarShardIndex':
     arrays['name_offsets'] = np.concatenate(
         ([0], np.cumsum([len(b) for b in encoded]))).astype(np.int64)
     arrays['names'] = np.frombuffer(b''.join(encoded), np.uint8)
+    if image_sizes:
+        missing = [n for n in sorted_names if n not in image_sizes]
+        if missing:
+            raise ValueError(f'image_sizes lacks {len(missing)} members, e.g. {missing[0]!r}')
+        arrays['image_sizes'] = np.array([image_sizes[n] for n in sorted_names],
+                                         np.int32).reshape(-1, 4)
     os.makedirs(out_dir, exist_ok=True)
     for key, array in arrays.items():
         with atomic_path(osp.join(out_dir, f'{key}.bin')) as tmp:
-            array.astype(_ARRAYS[key]).tofile(tmp)
+            array.astype(_ARRAYS.get(key, 'int32')).tofile(tmp)
     meta = dict(format='hvp_mtl.tar_shard_index', version=1,
-                num_members=len(names),
+                num_members=len(names), image_sizes='image_sizes' in arrays,
                 shards=[osp.relpath(osp.abspath(s), osp.abspath(out_dir))
                         for s in shards])
     with atomic_write(osp.join(out_dir, 'meta.json')) as f:
@@ -136,6 +147,9 @@ class TarShardIndex:
             path = osp.join(index_dir, f'{key}.bin')
             self.arrays[key] = (np.memmap(path, dtype=dtype, mode='r')
                                 if osp.getsize(path) else np.zeros(0, dtype))
+        if self.meta.get('image_sizes'):
+            self.arrays['image_sizes'] = np.memmap(
+                osp.join(index_dir, 'image_sizes.bin'), dtype='int32', mode='r').reshape(-1, 4)
         self._fds: 'OrderedDict[int, int]' = OrderedDict()
         self._pid = os.getpid()
 
@@ -203,6 +217,16 @@ class TarShardIndex:
                 return position
             position += 1
         return None
+
+    def image_size(self, name: str) -> Optional[dict]:
+        """``dict(original=(h, w), stored=(h, w))`` of member ``name`` as the
+        packer recorded it; None for an index without sizes or an absent name
+        ((0, 0) for a member that was not a readable image)."""
+        position = self.find(name)
+        if position is None or 'image_sizes' not in self.arrays:
+            return None
+        sizes = [int(v) for v in self.arrays['image_sizes'][position]]
+        return dict(original=tuple(sizes[:2]), stored=tuple(sizes[2:]))
 
     def read(self, name: str) -> bytes:
         """The bytes of member ``name``; ``FileNotFoundError`` if absent."""

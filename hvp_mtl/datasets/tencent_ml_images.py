@@ -12,7 +12,12 @@ from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
 from ..utils.near_names import missing_file_error
-from .bad_sample_tracker import BadSampleTracker, DataEnvironmentError, is_environmental_error
+from .bad_sample_tracker import (
+    BadSampleTracker,
+    DataEnvironmentError,
+    UndecodableImageError,
+    is_environmental_error,
+)
 from .ml_images_format import escapes_root, map_image_path, read_dictionary
 from .ml_images_index import MLImagesIndex, default_index_dir
 from .ml_images_index_builder import build_index
@@ -302,10 +307,16 @@ class TencentMLImages(BaseDataset):
                 tracker.record_failure(idx, where, error)
                 idx = (idx + 1) % len(self)
                 continue
-            for transform in augment_stage:
-                data = transform(data)
-                if data is None:
-                    return None
+            try:
+                for transform in augment_stage:
+                    data = transform(data)
+                    if data is None:
+                        return None
+            except UndecodableImageError as error:  # decoded late (LoadImageBytes)
+                tracker.record_failure(idx, f'{data.get("img_path")} '
+                                       f'({self.annotation_line(idx)})', error)
+                idx = (idx + 1) % len(self)
+                continue
             return data
         raise RuntimeError(f'{self.ann_file}: no sample could be loaded')
 

@@ -73,21 +73,31 @@ def test_step_benchmark_prints_every_case_and_ratio(tmp_path):
 
 
 def test_data_pipeline_benchmark_reports_rate_and_cores(tmp_path):
-    stdout = run_script('tools/perf/data_pipeline.py', '--image-size', '64',
-                        '--num-images', '6', '--samples', '4', '--warmup', '1',
-                        '--repeats', '1', '--work-dir', str(tmp_path))
-    rows = table_rows(stdout)
-    for stage in ('LoadImageFromFile', 'MultiViewWithMask', 'PackInputs',
-                  'view 0: RandomResizedCrop', 'mask: SimMIMMaskGenerator'):
-        assert stage in rows, stdout
-        assert float(rows[stage][0]) >= 0
-    rate = re.search(r'images/s per core \(CPU time\): median ([0-9.]+)', stdout)
-    cores = re.search(r'cores per GPU at 200 images/s/GPU: ([0-9.]+)', stdout)
-    assert rate and cores, stdout
-    assert float(rate.group(1)) > 0
-    assert math.isclose(float(cores.group(1)), 200 / float(rate.group(1)), rel_tol=0.05,
-                        abs_tol=0.1)
+    result_file = tmp_path / 'data_pipeline.json'
+    stdout = run_script('tools/perf/data_pipeline.py', '--sets', 'photos,generated-64',
+                        '--num-images', '4', '--samples', '4', '--warmup', '1',
+                        '--repeats', '1', '--max-short-side', '48',
+                        '--work-dir', str(tmp_path), '--json', str(result_file))
+    paths = ('reference', 'pre-resized', 'reduced-decode', 'both', 'both, cv2 jitter')
+    rows = [[c.strip() for c in line.strip('|').split('|')] for line in stdout.splitlines()
+            if line.startswith('| photos') or line.startswith('| generated-64')]
+    assert [r[1] for r in rows] == list(paths) * 2, stdout
+    for _, path, rate, ratio, cores200, cores400 in rows:
+        rate = float(rate.split()[0])
+        assert rate > 0 and float(ratio) > 0
+        if path == 'reference':
+            assert float(ratio) == 1
+        assert math.isclose(float(cores200), 200 / rate, rel_tol=0.05, abs_tol=0.1)
+        assert math.isclose(float(cores400), 400 / rate, rel_tol=0.05, abs_tol=0.1)
     assert 'views (3, 224, 224), mask (56, 56)' in stdout  # the Swin-B config's views
+    stages = table_rows(stdout.split('CPU ms per image by stage')[1])
+    for stage in ('LoadImageFromFile', 'LoadImageBytes', 'MultiViewWithMask', 'PackInputs',
+                  'view 0: RandomResizedCrop', 'mask: SimMIMMaskGenerator'):
+        assert stage in stages, stdout
+    saved = json.loads(result_file.read_text())
+    assert set(saved['rates']) == {'photos', 'generated-64'}
+    assert all(len(saved['rates'][s][p]) == 1 for s in saved['rates'] for p in paths)
+    assert saved['sets']['photos']['images'] == 4
 
 
 def test_gpu_suite_dry_run_on_cpu(tmp_path):

@@ -1,166 +1,175 @@
-"""Images/s per CPU core of the HVP-MTL pre-training data pipeline.
+"""Images/s per CPU core of the HVP-MTL pre-training data pipeline, four ways side by side.
 
-Generates JPEG images with the demo-world scene renderer (textured shapes on
-textured backgrounds, Tencent ML-Images list format, ``--image-size`` px
-square, JPEG quality 95), builds the real ``TencentMLImages`` dataset with the
-``train_pipeline`` of a shipped pre-training config (decode -> two augmented
-views: RandomResizedCrop, flip, colour jitter, RandAugment -> SimMIM mask ->
-PackInputs) and reads samples in ONE process with one torch / OpenCV thread,
-as one dataloader worker does. The rate is images per CPU-second of that
-process (``time.process_time``), so it is the throughput of one core and is
-barely affected by other load on the machine; the wall-clock rate is printed
-next to it. A per-transform breakdown and the cost of ``default_collate``
-(per image, batch 16) follow, then the cores per GPU the rate implies.
+For each image set (scikit-image's photographs at native size, demo-world
+scenes at 500 and 1,024 px; see :mod:`hvp_mtl.perf.data_pipeline_bench`)
+builds the real ``TencentMLImages`` dataset with the ``train_pipeline`` of a
+shipped pre-training config (decode -> two augmented views: RandomResizedCrop,
+flip, colour jitter, RandAugment -> SimMIM mask -> PackInputs), reading the
+images from indexed tar shards, and times four paths:
+
+- ``reference``: the config as shipped, shards holding the files unchanged;
+- ``pre-resized``: the same pipeline on shards packed with ``--max-short-side``
+  (``build_tar_shard_index.py --max-short-side``, 600 px, JPEG 90);
+- ``reduced-decode``: the fast pipeline (``LoadImageBytes`` +
+  ``MultiViewWithMask(reduced_scale_decode=True)``,
+  ``configs/pretrain/hvp_swin-b_fast-decode.py``) on the unchanged shards;
+- ``both``: the fast pipeline on the pre-resized shards;
+- ``both, cv2 jitter``: that with ColorJitter on OpenCV instead of mmpretrain's
+  default Pillow backend (its hue step alone costs ~3 ms per view): NOT the
+  paper's augmentation, shown for what the remaining cost is.
+
+Samples are read in ONE process with one torch / OpenCV thread, as one
+dataloader worker does; the rate is images per CPU-second of that process
+(``time.process_time``), so other load on the machine barely moves it. The
+paths are measured in turn within each repeat; "x reference" is the median of
+the per-repeat ratios. Cores per GPU = GPU rate / rate (dataloader workers,
+excluding the training process). A per-stage breakdown of one set follows.
 
 Usage::
 
-    python tools/perf/data_pipeline.py                      # 500 px, Swin-B
-    python tools/perf/data_pipeline.py --image-size 1024 --gpu-rate 250
+    python tools/perf/data_pipeline.py --json docs/results/data_pipeline_cpu.json
 """
 import argparse
+import json
 import os.path as osp
+import platform
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from hvp_mtl.perf import data_pipeline_bench as bench
+from hvp_mtl.utils.atomic_io import atomic_write
+
 ROOT = Path(__file__).resolve().parents[2]
+PATHS = {'reference': (False, False, None), 'pre-resized': (True, False, None),
+         'reduced-decode': (False, True, None), 'both': (True, True, None),
+         'both, cv2 jitter': (True, True, 'cv2')}
 
 
-class Timed:
-    """Callable wrapper that adds its transform's CPU time to ``totals``."""
-
-    def __init__(self, name, transform, totals):
-        self.name, self.transform, self.totals = name, transform, totals
-
-    def __call__(self, results):
-        start = time.process_time()
-        out = self.transform(results)
-        self.totals[self.name] += time.process_time() - start
-        return out
-
-
-def instrument(pipeline, totals):
-    """Wrap every transform (and every view transform of MultiViewWithMask)."""
-    from hvp_mtl.datasets.transforms import MultiViewWithMask
-    for i, transform in enumerate(pipeline.transforms):
-        name = type(transform).__name__
-        if isinstance(transform, MultiViewWithMask):
-            for v, view in enumerate(transform.pipelines):
-                view.transforms = [
-                    Timed(f'  view {v}: {type(t).__name__}', t, totals)
-                    for t in view.transforms]
-            if transform.mask_generator is not None:
-                transform.mask_generator = Timed(
-                    f'  mask: {type(transform.mask_generator).__name__}',
-                    transform.mask_generator, totals)
-        pipeline.transforms[i] = Timed(name, transform, totals)
-
-
-def build_dataset(config, data_root):
-    """``TencentMLImages`` of ``config``'s train dataloader on ``data_root``."""
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    from mmpretrain.registry import DATASETS
-
-    import hvp_mtl  # noqa: F401
-    cfg = Config.fromfile(config)
-    init_default_scope('mmpretrain')
-    dataset_cfg = cfg.train_dataloader.dataset
-    dataset_cfg.update(data_root=data_root, data_prefix='images/',
-                       ann_file='train.txt')
-    return DATASETS.build(dataset_cfg)
-
-
-def measure(dataset, totals, num_samples, warmup, rng):
-    """(cpu_seconds, wall_seconds, stage totals, samples) of ``num_samples``
-    reads (``totals`` is filled by the instrumented pipeline)."""
-    order = rng.integers(0, len(dataset), warmup + num_samples)
-    for idx in order[:warmup]:
-        dataset[int(idx)]
-    totals.clear()
-    cpu, wall = time.process_time(), time.perf_counter()
-    samples = [dataset[int(idx)] for idx in order[warmup:]]
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return cpu, wall, dict(totals), samples
-
-
-def collate_seconds_per_image(samples, batch_size=16):
-    """CPU seconds per image of ``default_collate`` over batches."""
-    from mmengine.dataset import default_collate
-    batches = [samples[i:i + batch_size]
-               for i in range(0, len(samples) - batch_size + 1, batch_size)]
-    if not batches:
-        batches = [samples]
-    start = time.process_time()
-    for batch in batches:
-        default_collate(batch)
-    return (time.process_time() - start) / sum(len(b) for b in batches)
-
-
-def main():
-    """Generate images, time the pipeline, print the table and the rates."""
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config', default=str(ROOT / 'configs/pretrain/hvp_swin-b.py'))
-    parser.add_argument('--image-size', type=int, default=500,
-                        help='side of the generated square JPEGs')
-    parser.add_argument('--num-images', type=int, default=48)
-    parser.add_argument('--samples', type=int, default=96, help='timed reads per repeat')
-    parser.add_argument('--warmup', type=int, default=8)
+    parser.add_argument('--sets', default='photos,generated-500,generated-1024',
+                        help="comma-separated: 'photos' and/or 'generated-<px>'")
+    parser.add_argument('--image-size', type=int,
+                        help='one generated set of this size (--sets generated-<px>)')
+    parser.add_argument('--num-images', type=int, default=36, help='train images per set')
+    parser.add_argument('--samples', type=int, default=48, help='timed reads per repeat')
+    parser.add_argument('--warmup', type=int, default=4)
     parser.add_argument('--repeats', type=int, default=3)
-    parser.add_argument('--gpu-rate', type=float, default=200.,
-                        help='images/s one GPU consumes (goal of the paper run)')
+    parser.add_argument('--max-short-side', type=int, default=600,
+                        help='short side of the pre-resized shards')
+    parser.add_argument('--gpu-rates', default='200,400',
+                        help='images/s one GPU consumes (goal 200, aim 400)')
+    parser.add_argument('--stages-set', help='set whose per-stage breakdown is printed '
+                        '(default: the last)')
+    parser.add_argument('--json', help='write the measurements here')
     parser.add_argument('--work-dir', help='default: a temporary directory')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.image_size:
+        args.sets = f'generated-{args.image_size}'
+    return args
 
+
+def run(args, work):
+    """Write and pack the sets, then time every path; the result dict."""
+    sets = args.sets.split(',')
+    info, datasets = {}, {}
+    for kind in sets:
+        root = osp.join(work, kind)
+        start = time.perf_counter()
+        info[kind] = bench.write_image_set(root, kind, args.num_images)
+        storage = {False: bench.pack_image_set(root),
+                   True: bench.pack_image_set(root, args.max_short_side)}
+        print(f'{kind}: {info[kind]["images"]} images (median short side '
+              f'{info[kind]["median_px"]} px) written and packed in '
+              f'{time.perf_counter() - start:.1f} s', file=sys.stderr)
+        for path, (resized, fast, jitter) in PATHS.items():
+            totals = bench.new_totals()
+            dataset = bench.build_dataset(args.config, root, storage[resized], fast, jitter)
+            bench.instrument(dataset.pipeline, totals)
+            datasets[kind, path] = dataset, totals
+    rates = {k: {p: [] for p in PATHS} for k in sets}
+    walls = {k: {p: [] for p in PATHS} for k in sets}
+    stages = {k: {p: {} for p in PATHS} for k in sets}
+    rng, last = np.random.default_rng(0), {}
+    for repeat in range(args.repeats):
+        for (kind, path), (dataset, totals) in datasets.items():
+            cpu, wall, times, samples = bench.measure(
+                dataset, totals, args.samples, args.warmup if repeat == 0 else 0, rng)
+            rates[kind][path].append(args.samples / cpu)
+            walls[kind][path].append(args.samples / wall)
+            for name, seconds in times.items():
+                stages[kind][path][name] = stages[kind][path].get(name, 0.) + seconds * 1e3 / (
+                    args.samples * args.repeats)
+            last[kind, path] = samples
+    for (kind, path), samples in last.items():
+        stages[kind][path]['default_collate (batch 16)'] = (
+            bench.collate_seconds_per_image(samples) * 1e3)
+    sample = next(iter(last.values()))[0]
+    import PIL
+    return dict(config=osp.relpath(args.config, ROOT), sets=info, paths=list(PATHS),
+                samples=args.samples, repeats=args.repeats,
+                max_short_side=args.max_short_side,
+                gpu_rates=[float(r) for r in args.gpu_rates.split(',')],
+                views=list(sample['inputs'][0].shape),
+                mask=list(sample['data_samples'].mask.shape),
+                rates=rates, wall_rates=walls, stages_ms=stages,
+                machine=dict(python=platform.python_version(), pillow=PIL.__version__,
+                             processor=platform.processor() or platform.machine()))
+
+
+def median(values):
+    return float(np.median(values))
+
+
+def print_tables(result, stages_set=None):
+    """The side-by-side table and one set's per-stage breakdown."""
+    rates, gpu = result['rates'], result['gpu_rates']
+    print(f'\nHVP-MTL data pipeline: {result["config"]}, views {tuple(result["views"])}, '
+          f'mask {tuple(result["mask"])}, 1 process, 1 thread, {result["samples"]} samples x '
+          f'{result["repeats"]} repeats per set and path')
+    print('| image set | path | images/s per core (median [min, max]) | x reference | '
+          + ' | '.join(f'cores/GPU at {g:.0f} images/s' for g in gpu) + ' |')
+    print('|---|---|---:|---:|' + '---:|' * len(gpu))
+    for kind, by_path in rates.items():
+        meta = result['sets'][kind]
+        label = f'{kind} ({meta["images"]} images, median {meta["median_px"]} px)'
+        for path, values in by_path.items():
+            ratio = median([v / r for v, r in zip(values, by_path['reference'])])
+            cores = ' | '.join(f'{g / median(values):.1f}' for g in gpu)
+            print(f'| {label} | {path} | {median(values):.1f} [{min(values):.1f}, '
+                  f'{max(values):.1f}] | {ratio:.2f} | {cores} |')
+    kind = stages_set or list(rates)[-1]
+    table = result['stages_ms'][kind]
+    print(f'\nCPU ms per image by stage, {kind}:')
+    print('| stage | ' + ' | '.join(table) + ' |')
+    print('|---|' + '---:|' * len(table))
+    names = list(dict.fromkeys(n for path in table.values() for n in path))
+    for name in names:
+        print(f'| {name} | ' + ' | '.join(
+            f'{table[p][name]:.2f}' if name in table[p] else '-' for p in table) + ' |')
+
+
+def main(argv=None):
+    args = parse_args(argv)
     import cv2
     import torch
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    from hvp_mtl.datasets.demo_world.writers import write_pretrain
-
     with tempfile.TemporaryDirectory() as tmp:
-        root = osp.join(args.work_dir or tmp, 'pretrain')
-        start = time.perf_counter()
-        write_pretrain(root, np.random.default_rng(0), args.num_images, args.image_size)
-        print(f'generated {args.num_images} images of {args.image_size} px in '
-              f'{time.perf_counter() - start:.1f} s', file=sys.stderr)
-        dataset = build_dataset(args.config, root)
-        rng = np.random.default_rng(0)
-        totals = defaultdict(float)
-        instrument(dataset.pipeline, totals)
-        runs = [measure(dataset, totals, args.samples, args.warmup if r == 0 else 0, rng)
-                for r in range(args.repeats)]
-    rates = sorted(args.samples / cpu for cpu, _, _, _ in runs)
-    walls = sorted(args.samples / wall for _, wall, _, _ in runs)
-    stages = defaultdict(float)
-    for _, _, totals, _ in runs:
-        for name, seconds in totals.items():
-            stages[name] += seconds / (args.samples * args.repeats)
-    collate = collate_seconds_per_image(runs[-1][3])
-    total = sum(v for k, v in stages.items() if not k.startswith(' ')) + collate
-
-    sample = runs[-1][3][0]
-    print(f'\nHVP-MTL data pipeline: {osp.relpath(args.config, ROOT)}, '
-          f'{args.image_size} px JPEGs, views {tuple(sample["inputs"][0].shape)}, '
-          f'mask {tuple(sample["data_samples"].mask.shape)}, 1 process, '
-          f'1 thread, {args.samples} samples x {args.repeats} repeats')
-    print('| stage | CPU ms / image | share |')
-    print('|---|---:|---:|')
-    for name, seconds in stages.items():
-        print(f'| {name} | {seconds * 1e3:.2f} | {seconds / total:.1%} |')
-    print(f'| default_collate (batch 16) | {collate * 1e3:.2f} | {collate / total:.1%} |')
-    median = rates[len(rates) // 2]
-    print(f'images/s per core (CPU time): median {median:.1f} '
-          f'[min {rates[0]:.1f}, max {rates[-1]:.1f}] over {args.repeats} repeats; '
-          f'wall clock on this machine: median {walls[len(walls) // 2]:.1f}')
-    print(f'cores per GPU at {args.gpu_rate:.0f} images/s/GPU: '
-          f'{args.gpu_rate / median:.1f} (dataloader workers, excluding the '
-          f'training process itself)')
+        result = run(args, args.work_dir or tmp)
+    result['command'] = 'python tools/perf/data_pipeline.py ' + ' '.join(
+        a for a in (argv if argv is not None else sys.argv[1:]))
+    print_tables(result, args.stages_set)
+    if args.json:
+        with atomic_write(args.json) as f:
+            json.dump(result, f, indent=1)
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())
