@@ -20,6 +20,7 @@ from mmpretrain.registry import MODELS, TRANSFORMS
 from mmpretrain.structures import DataSample
 
 import hvp_mtl  # noqa: F401  (registers the HVP-MTL modules)
+from hvp_mtl.engine.hooks.collapse_monitor_hook import CollapseMonitorHook
 from hvp_mtl.engine.hooks.task_gradient_share_hook import TaskGradientShareHook
 from hvp_mtl.models.algorithms.momentum_teacher import MomentumTeacher
 
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PRETRAIN = ROOT / 'configs' / 'pretrain'
 SIMMIM_SWIN = 'mmpretrain::simmim/simmim_swin-base-w6_8xb256-amp-coslr-100e_in1k-192px.py'
 CASES = ('full', 'no-mlc', 'no-swav', 'no-mim', 'no-distill', 'floor', 'simmim', 'montage',
-         'grad-share')
+         'grad-share', 'collapse-monitor')
 TASK_WEIGHTS = {'full': {}, 'no-mlc': dict(mlc=0., distill=0.), 'no-swav': dict(swav=0.),
                 'no-mim': dict(mim=0.), 'no-distill': dict(distill=0.)}
 # ``tiny``: CPU smoke size (tiny Swin and heads); the others are the shipped configs.
@@ -196,7 +197,7 @@ def build_case(name: str, cfg: Config, batch: dict, args) -> Case:
     """Model + optim wrapper of one case and its step function."""
     hub = MessageHub.get_instance('hvp_mtl_step_benchmark')
     size = args.size
-    if name in TASK_WEIGHTS or name in ('montage', 'grad-share'):
+    if name in TASK_WEIGHTS or name in ('montage', 'grad-share', 'collapse-monitor'):
         model_cfg = copy.deepcopy(cfg.model)
         model_cfg.backbone.img_size = size
         model_cfg.mlc_head.num_classes = args.num_classes
@@ -240,6 +241,13 @@ def build_case(name: str, cfg: Config, batch: dict, args) -> Case:
     if after_step is not None:
         after_step(before_training=True)
 
+    monitor = None
+    if name == 'collapse-monitor':  # its fixed batch: the benchmark's view 0, repeated
+        monitor = CollapseMonitorHook(num_images=args.monitor_images)
+        view0 = batch['inputs'][0]
+        repeats = -(-args.monitor_images // len(view0))
+        monitor.use_images(view0.repeat(repeats, 1, 1, 1)[:args.monitor_images].cpu())
+
     def step() -> None:
         log_vars = model.train_step(data, wrapper)
         if after_step is not None:
@@ -248,6 +256,8 @@ def build_case(name: str, cfg: Config, batch: dict, args) -> Case:
             hub.update_scalar(f'train/{key}', value)
         if name == 'grad-share':  # an iteration on which TaskGradientShareHook measures
             TaskGradientShareHook.measure(model, wrapper, data)
+        if monitor is not None:  # an iteration on which CollapseMonitorHook measures
+            monitor.measure(model, getattr(wrapper, 'cast_dtype', None))
 
     step()  # creates the optimizer state, so persistent bytes are complete
     return Case(step, persistent_bytes(model, wrapper))

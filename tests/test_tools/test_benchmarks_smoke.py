@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 STEP_CASES = ('full', 'no-mlc', 'no-swav', 'no-mim', 'no-distill', 'floor', 'simmim',
-              'montage', 'grad-share')
+              'montage', 'grad-share', 'collapse-monitor')
 
 
 def run_script(*args):
@@ -43,7 +43,7 @@ def test_step_benchmark_prints_every_case_and_ratio(tmp_path):
     stdout = run_script('tools/perf/step.py', '--backbone', 'tiny', '--batch', '2',
                         '--size', '64', '--num-classes', '24', '--iters', '2',
                         '--warmup', '0', '--threads', '1', '--clock', 'cpu',
-                        '--json', str(result_file))
+                        '--monitor-images', '6', '--json', str(result_file))
     rows = table_rows(stdout)
     assert set(STEP_CASES) <= set(rows), stdout
     for case in STEP_CASES:
@@ -70,6 +70,8 @@ def test_step_benchmark_prints_every_case_and_ratio(tmp_path):
     share = re.search(r'step \+ TaskGradientShareHook measurement / full\s+([0-9.]+)', stdout)
     assert share and float(share.group(1)) > 1, stdout
     assert len(saved['ratios']['grad-share/full']) == 3
+    monitor = re.search(r'CollapseMonitorHook measurement \(6 images\) / full\s+([0-9.]+)', stdout)
+    assert monitor and float(monitor.group(1)) > 0, stdout
 
 
 def test_data_pipeline_benchmark_reports_rate_and_cores(tmp_path):

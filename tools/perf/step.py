@@ -20,6 +20,9 @@ rotating order, so machine noise hits all cases alike), after warm-up:
 * ``grad-share`` -- the full step followed by ``TaskGradientShareHook``'s measurement (one
   forward and one backward per task on the same batch): the cost of an iteration on which
   the hook logs the tasks' gradient shares;
+* ``collapse-monitor`` -- the full step followed by ``CollapseMonitorHook``'s measurement
+  (student and teacher backbone forwards, eval mode, on ``--monitor-images`` images): the
+  cost of an iteration on which the hook logs RankMe;
 * ``simmim``     -- mmpretrain's own ``SimMIM`` (``SimMIMSwinTransformer``,
   neck and head of its Swin config; a ``MaskedViT`` backbone for ViT-B) on
   the same backbone, batch B of one masked view, the same optim wrapper.
@@ -108,6 +111,11 @@ def report(args, built, times, peaks):
         results['ratios']['grad-share/full'] = q
         lines.append(f'(f)/(a) step + TaskGradientShareHook measurement / full {fmt(q)} '
                      '(amortised over its interval: (ratio - 1) / interval)')
+    if 'full' in times and 'collapse-monitor' in times:
+        q = paired(times, 'collapse-monitor', 'full')
+        results['ratios']['collapse-monitor/full'] = q
+        lines.append(f'(g)/(a) step + CollapseMonitorHook measurement ({args.monitor_images} '
+                     f'images) / full {fmt(q)} (amortised: (ratio - 1) / interval)')
     for task in ('swav', 'mim', 'distill', 'mlc'):
         if 'full' in times and f'no-{task}' in times:
             q = share(times, 'full', f'no-{task}')
@@ -142,6 +150,9 @@ def main():
     parser.add_argument('--batch', type=int, default=2, help='images (per view)')
     parser.add_argument('--size', type=int, help='view size (preset default)')
     parser.add_argument('--num-classes', type=int, help='default: config (11166)')
+    parser.add_argument('--monitor-images', type=int, default=256,
+                        help="collapse-monitor case: the hook's fixed batch (default 256, as the "
+                        'configs)')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     parser.add_argument('--dtype', choices=['fp32', 'bf16'], default='fp32',
                         help='bf16 = GuardedAmpOptimWrapper(dtype=bfloat16), no loss scaler')

@@ -91,6 +91,10 @@ class CollapseMonitorHook(Hook):
             items = [dataset[i] for i in indices]
         self._batch = _first_view(loader.collate_fn(items)['inputs'])
 
+    def use_images(self, images: torch.Tensor) -> None:
+        """Set the fixed batch directly: ``[N, 3, H, W]`` images as the data loader gives them."""
+        self._batch = images
+
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self._off or self._batch is None:
             return
