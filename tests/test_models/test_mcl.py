@@ -14,10 +14,10 @@ from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import HOOKS, MODELS
 
-from hvp_mtl.models.algorithms.montage import build_montage, level_batch_sizes
 from hvp_mtl.models.heads.mcl_cell_head import cut_cells
 from hvp_mtl.models.losses import MultiLevelContrastiveLoss
 from hvp_mtl.models.losses.multi_level_contrastive_loss import gather_targets
+from hvp_mtl.models.utils.montage import build_montage, level_batch_sizes
 from tests.helpers.mcl_tiny import IMG_SIZE, tiny_mcl_cfg
 from tests.helpers.reference_impls import mcl_cells, mcl_head_loss, mcl_random_combine_img
 from tests.test_engine.test_resume import assert_same_state, snapshot, train

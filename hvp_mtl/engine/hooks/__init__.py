@@ -1,6 +1,7 @@
 
 from .atomic_checkpoint_hook import AtomicCheckpointHook  # noqa: F401
 from .effective_batch_hook import EffectiveBatchHook  # noqa: F401
+from .iter_interval_val_hook import IterIntervalValHook  # noqa: F401
 from .knn_probe_hook import KNNProbeHook  # noqa: F401
 from .objective_metrics_hook import ObjectiveMetricsHook  # noqa: F401
 from .pretrained_load_check_hook import PretrainedLoadCheckHook  # noqa: F401

@@ -13,10 +13,15 @@ import torch
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
-from ..algorithms.mcl import batch_statistics
-from ..algorithms.montage import check_levels, level_batch_sizes, level_embeddings, montage_pyramid
 from ..builder import build_module
 from ..protocols import TaskStep
+from ..utils import (
+    batch_statistics,
+    check_levels,
+    level_batch_sizes,
+    level_embeddings,
+    montage_pyramid,
+)
 
 __all__ = ['MontageContrastiveHead']
 
