@@ -55,6 +55,11 @@ class MontageContrastiveHead(BaseModule):
         init_cfg (dict, optional): Initialisation config.
     """
 
+    #: the task contract's needs (``TaskNeeds``): all four stages, the EMA teacher on view 1
+    #: (its neck and cell head: :meth:`shadowed_modules`)
+    needs_stages = (0, 1, 2, 3)
+    needs_teacher = True
+
     def __init__(self, neck: dict, cell_head: dict, predictors: dict,
                  loss: dict = dict(type='MultiLevelContrastiveLoss'),
                  ratios: Sequence[int] = (1, 2, 4, 8),
