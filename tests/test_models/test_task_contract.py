@@ -183,3 +183,11 @@ def test_a_new_task_is_one_module_and_one_config_entry(pretrain_root, tmp_path):
     assert not torch.equal(model.variance_head.proj.weight, initial)  # trained
     off = MODELS.build(dict(cfg.model, loss_weights=dict(cfg.model.loss_weights, variance=0.)))
     assert off.variance_head is None and 'variance' not in off.task_names
+
+
+def test_the_post_step_hook_keeps_its_former_name():
+    """``AfterTrainStepHook`` is what the configs' ``TeacherAndPrototypesHook`` builds."""
+    from hvp_mtl.engine.hooks import AfterTrainStepHook, TeacherAndPrototypesHook
+    assert TeacherAndPrototypesHook is AfterTrainStepHook
+    for name in ('AfterTrainStepHook', 'TeacherAndPrototypesHook'):
+        assert isinstance(HOOKS.build(dict(type=name)), AfterTrainStepHook), name
