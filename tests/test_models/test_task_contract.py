@@ -14,9 +14,9 @@ from mmengine.runner import Runner
 from mmpretrain.registry import HOOKS, MODELS
 
 from hvp_mtl.models.protocols import AfterTrainStep, BatchExtender, TaskStep
+from tests.helpers.resume_runs import scale_cfg, train
 from tests.helpers.tiny_configs import tiny_pretrain_cfg
-from tests.test_engine.test_resume import scale_cfg, train
-from tests.test_models.test_algorithm import _model_and_batch
+from tests.helpers.tiny_models import model_and_batch as _model_and_batch
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
