@@ -112,10 +112,10 @@ class HVPMTL(BaseSelfSupervisor):
             init_cfg=init_cfg)
         self.loss_weights = weights
         self.task_names = tuple(name for name in tasks if weights[name] > 0)
-        # registered in one fixed order (the known tasks', then the others'), whatever
-        # order they run in: the same state-dict keys and optimizer parameters for any
-        # order of ``tasks``
-        for name in list(weights) + [n for n in tasks if n not in weights]:
+        # registered in the order of ``weights`` (the known tasks', then the others'),
+        # whatever order they run in: the same state-dict keys and optimizer parameters for
+        # any order of ``tasks``
+        for name in weights:
             module = build_module(tasks[name]) if name in self.task_names else None
             setattr(self, f'{name}_head', module)
         self.plan = plan_tasks(self.tasks, tuple(getattr(self.backbone, 'out_indices', ())))
@@ -131,8 +131,9 @@ class HVPMTL(BaseSelfSupervisor):
                                  'EMA teacher to copy')
         self.teacher = None
         if self.plan.teacher:
-            self.teacher = MomentumTeacher(self._students(), **dict(
-                dict(momentum=0.995), **(teacher or {})))
+            teacher_args = dict(momentum=0.995)
+            teacher_args.update(teacher or {})
+            self.teacher = MomentumTeacher(self._students(), **teacher_args)
         self.predict_task = predict_task
         self.predict_with_teacher = predict_with_teacher
 
