@@ -1,5 +1,6 @@
 """Evaluation during and after pre-training: multi-label metrics for soft
-targets, a subset-then-full validation loop and the kNN probe."""
+targets, the kNN and linear probes, the objective metrics (the validation
+loop and its interval hook run them from :mod:`hvp_mtl.engine`)."""
 from .class_chunked_ap import average_precision_per_class, class_chunked_average_precision
 from .feature_extraction import (
                                  RankShardSampler,
@@ -8,7 +9,6 @@ from .feature_extraction import (
                                  gather_shards,
                                  resolve_backbone,
 )
-from .iter_interval_val_hook import IterIntervalValHook
 from .knn_classifier import knn_neighbours, topk_accuracy, weighted_knn_scores
 from .knn_probe import run_knn_probe
 from .linear_probe import fit_linear_probe, linear_probe_accuracy, predict_linear_probe
@@ -17,7 +17,6 @@ from .multi_label_metrics import (
                                  SoftTargetMultiLabelMetric,
                                  binarize_soft_targets,
 )
-from .multi_label_val_loop import MultiLabelValLoop, evenly_spaced_indices
 from .objective_metrics import evaluate_objectives, train_label_frequencies
 
 __all__ = [
@@ -27,7 +26,6 @@ __all__ = [
     'linear_probe_accuracy', 'predict_linear_probe', 'SoftTargetAveragePrecision',
     'SoftTargetMultiLabelMetric', 'average_precision_per_class',
     'class_chunked_average_precision',
-    'IterIntervalValHook',
-    'binarize_soft_targets', 'MultiLabelValLoop', 'evenly_spaced_indices',
+    'binarize_soft_targets',
     'evaluate_objectives', 'train_label_frequencies'
 ]

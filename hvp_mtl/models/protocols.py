@@ -7,7 +7,10 @@ the ``runtime_checkable`` ones replace ``hasattr`` checks with
 ``isinstance``.
 
 * :class:`PretrainTask` (``task_loss``): the task heads (multi-label,
-  SwAV, MIM, distillation, montage); called by ``HVPMTL.loss``'s loop.
+  SwAV, MIM, distillation, montage); called by ``HVPMTL.loss``'s loop. What
+  a task needs of the step (the mask, stages, the teacher, another task's
+  output) it declares as optional attributes, read once at build
+  (:class:`TaskNeeds`, :func:`task_needs`).
 * :class:`BatchExtender` (``extend_batch``): ``MontageContrastiveHead``;
   called by ``HVPMTL.loss`` before the backbone pass.
 * :class:`AfterTrainStep` (``after_train_step``): ``HVPMTL``, ``MCL``,
@@ -25,13 +28,14 @@ the ``runtime_checkable`` ones replace ``hasattr`` checks with
 * :class:`LayerDepth` (``get_layer_depth``): mmpretrain classifiers and
   backbones; read by the layer-decay optimizer constructor.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import torch
 import torch.nn as nn
 
-__all__ = ['TaskStep', 'PretrainTask', 'BatchExtender', 'AfterTrainStep',
+__all__ = ['TaskStep', 'PretrainTask', 'TaskNeeds', 'task_needs', 'BatchExtender',
+           'AfterTrainStep', 'StepCache', 'reset_step_caches',
            'TeacherShadowed', 'ChangedOutsideForward', 'RankLocalState',
            'TeacherPredictor', 'LayerDepth']
 
@@ -52,6 +56,9 @@ class TaskStep:
         teacher (nn.Module, optional): The EMA ``MomentumTeacher``.
         teacher_stages (Sequence[Tensor], optional): The teacher backbone's
             outputs for view 1 (no grad).
+        teacher_views (dict): ``{view: the teacher backbone's outputs}`` of
+            every view a task asked for (:attr:`TaskNeeds.teacher_views`);
+            ``teacher_views[1]`` is :attr:`teacher_stages`.
         students (dict): The student modules the teacher shadows, by name.
         shared (dict): Outputs a task leaves for a later one (e.g. the
             multi-label decoder's view-1 tokens for distillation) and what a
@@ -65,6 +72,7 @@ class TaskStep:
     feats: Optional[torch.Tensor] = None
     teacher: Optional[nn.Module] = None
     teacher_stages: Optional[Sequence[torch.Tensor]] = None
+    teacher_views: Dict[int, Sequence[torch.Tensor]] = field(default_factory=dict)
     students: Dict[str, nn.Module] = field(default_factory=dict)
     shared: Dict[str, Any] = field(default_factory=dict)
 
@@ -84,7 +92,14 @@ class TaskStep:
 
 
 class PretrainTask(Protocol):
-    """One pre-training objective: one module, one ``loss_weights`` entry."""
+    """One pre-training objective: one module, one ``loss_weights`` entry.
+
+    Besides :meth:`task_loss`, a task may declare what it needs of the step
+    as class (or instance) attributes, each optional, with the defaults of
+    :class:`TaskNeeds`: ``needs_mask``, ``needs_stages``, ``needs_teacher``,
+    ``teacher_views``, ``shadows``, ``reads``, ``writes``. ``HVPMTL`` reads
+    them once when it is built, so the task loop names no task.
+    """
 
     def task_loss(self, step: TaskStep
                   ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
@@ -94,6 +109,45 @@ class PretrainTask(Protocol):
         changes (counters, queues) changes in :meth:`AfterTrainStep.
         after_train_step`, after the optimizer step.
         """
+
+
+@dataclass(frozen=True)
+class TaskNeeds:
+    """What one task needs of the step, as it declares it (all optional).
+
+    Attributes:
+        needs_mask (bool): View 0's mask applied in the student's pass (and
+            ``step.mask`` filled). No task needing it: nothing is masked and
+            the backbone's mask token is frozen.
+        needs_stages (tuple[int]): Backbone stages the task reads (its
+            ``out_indices`` must hold them), e.g. ``(0, 1, 2, 3)``.
+        needs_teacher (bool): The EMA teacher is built and run.
+        teacher_views (tuple[int]): The views the teacher's backbone sees
+            (``step.teacher_views``); default view 1, the clean one.
+        shadows (tuple[str]): Modules of the model (``'mlc_head'``) the
+            teacher keeps an EMA copy of under the same name (the task's own
+            modules: :class:`TeacherShadowed`).
+        reads (tuple[str]): ``step.shared`` keys the task consumes; a task
+            that runs earlier must write each (checked at build).
+        writes (tuple[str]): ``step.shared`` keys the task leaves for later
+            tasks.
+    """
+    needs_mask: bool = False
+    needs_stages: Tuple[int, ...] = ()
+    needs_teacher: bool = False
+    teacher_views: Tuple[int, ...] = (1, )
+    shadows: Tuple[str, ...] = ()
+    reads: Tuple[str, ...] = ()
+    writes: Tuple[str, ...] = ()
+
+
+def task_needs(task: Any) -> TaskNeeds:
+    """The :class:`TaskNeeds` a task module declares (defaults where it is silent)."""
+    declared = {}
+    for item in fields(TaskNeeds):
+        value = getattr(task, item.name, item.default)
+        declared[item.name] = tuple(value) if isinstance(item.default, tuple) else bool(value)
+    return TaskNeeds(**declared)
 
 
 @runtime_checkable

@@ -10,10 +10,10 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from tests.helpers.exporter import export_in_process
 from tests.helpers.mcl_tiny import tiny_mcl_cfg
+from tests.helpers.resume_runs import train
 from tests.integration.test_finetune_mmpretrain import ROOT, build_runner
-from tests.test_apis.test_export import export_in_process
-from tests.test_engine.test_resume import train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

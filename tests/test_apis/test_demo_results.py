@@ -226,3 +226,18 @@ def test_sizes_table_renders_the_difference_of_gains():
     # gain(wide) = 6 (SE 1), gain(demo) = 5 (SE sqrt(1 + 1)); difference 1, SE sqrt(3) = 1.73
     assert ('- UperNet mIoU: gain of wide Swin, HVP-MTL over wide Swin, random − gain of demo '
             'Swin, HVP-MTL over demo Swin, random = +1.00 ± 1.73: within seed spread') in text
+
+
+def test_the_ablation_weights_are_read_from_the_table_5_configs():
+    """One source: the demo zeroes exactly what configs/pretrain/ablations/ zero."""
+    from mmengine.config import Config
+
+    from hvp_mtl.apis.demo import ABLATION_CONFIGS, ROOT, ablation_weights, table_specs
+    assert ablation_weights('wo_multilabel') == dict(mlc=0.0, distill=0.0)
+    assert ablation_weights('wo_mim') == dict(mim=0.0)
+    for variant, path in ABLATION_CONFIGS.items():
+        weights = ablation_weights(variant)
+        resolved = Config.fromfile(str(pathlib.Path(ROOT) / path)).model.loss_weights
+        assert weights and all(resolved[k] == v == 0 for k, v in weights.items()), variant
+    runs = table_specs(ablations=True)['ablations']['runs']
+    assert runs['wo_contrastive'][3] == dict(swav=0.0)

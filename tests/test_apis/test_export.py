@@ -4,52 +4,13 @@ The export must hold only ``backbone.*`` tensors plus plain-type ``meta`` (so it
 loads with ``torch.load(weights_only=True)`` without this package), drop
 pre-training-only parts with a key report, and refuse a file without backbone.
 """
-import contextlib
-import importlib.util
-import io
-import pathlib
-import subprocess
-import sys
 
 import pytest
 import torch
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-EXPORTER = ROOT / 'tools' / 'model_converters' / 'hvp_to_backbone.py'
+from tests.helpers.exporter import export_in_process, load_plain, run_exporter
+
 TINY_SWIN = dict(embed_dims=32, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8])
-
-
-def load_exporter():
-    spec = importlib.util.spec_from_file_location('hvp_to_backbone', EXPORTER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_exporter(*args):
-    """The exporter as a command line, in a subprocess."""
-    return subprocess.run([sys.executable, str(EXPORTER), *map(str, args)],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
-
-
-def export_in_process(*args):
-    """``main(args)`` of the exporter; returns (exit message or None, stdout)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        try:
-            load_exporter().main(list(map(str, args)))
-        except SystemExit as exc:
-            return str(exc.code), out.getvalue()
-    return None, out.getvalue()
-
-
-def load_plain(path):
-    """Load in a fresh interpreter that never imports hvp_mtl (no allow-list)."""
-    code = ('import sys, torch; ck = torch.load(sys.argv[1], weights_only=True); '
-            'assert "hvp_mtl" not in sys.modules; '
-            'print(len(ck["state_dict"]), sorted(ck))')
-    return subprocess.run([sys.executable, '-c', code, str(path)],
-                          capture_output=True, text=True, timeout=120)
 
 
 _EXPORTS = {}

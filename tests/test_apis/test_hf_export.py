@@ -12,8 +12,8 @@ import sys
 import pytest
 import torch
 
-from tests.test_apis.test_export import export_in_process, swin_export  # noqa: F401
-from tests.test_apis.test_timm_export import TOL, images
+from tests.helpers.exporter import TOL, export_in_process, images
+from tests.test_apis.test_export import swin_export  # noqa: F401  (session fixture)
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 

@@ -23,7 +23,8 @@ from hvp_mtl.apis.timm_check import (
 )
 from hvp_mtl.apis.timm_export import check_timm_state_dict, convert_to_timm, create_timm_model
 from hvp_mtl.apis.timm_keys import swin_to_timm
-from tests.test_apis.test_export import export_in_process, load_plain, swin_export, vit_export  # noqa: F401
+from tests.helpers.exporter import TOL, export_in_process, images, load_plain
+from tests.test_apis.test_export import swin_export, vit_export  # noqa: F401  (session fixtures)
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -46,13 +47,6 @@ TINY = {'MaskedSwinTransformer': dict(
         'MaskedViT': dict(
             arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=128),
             img_size=64)}
-TOL = 1e-5
-
-
-def images(size, batch=2, seed=1):
-    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
 def test_every_pretraining_config_is_covered():
     assert sorted(p.name for p in CONFIGS) == sorted(EXPECTED_NAME)
     assert ABLATIONS  # the ViT-B ablations (Table 5): their backbone is hvp_vit-b.py's

@@ -1,9 +1,7 @@
 """The demo world: deterministic, and every set loads through the real
 mmpretrain / mmdet / mmseg dataset classes."""
-import hashlib
 import importlib.util
 import json
-import os
 import os.path as osp
 
 import numpy as np
@@ -18,18 +16,9 @@ from hvp_mtl.datasets.demo_world import (
     make_demo_world,
 )
 from tests.conftest import DEMO_WORLD_SIZES
+from tests.helpers.scripts import file_digests
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def file_digests(root):
-    digests = {}
-    for folder, _, files in os.walk(root):
-        for name in files:
-            path = osp.join(folder, name)
-            with open(path, 'rb') as f:
-                digests[osp.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
-    return digests
 
 
 def test_same_seed_gives_byte_identical_files(demo_world, tmp_path):

@@ -10,7 +10,7 @@ from PIL import Image
 from hvp_mtl.datasets import TencentMLImages
 from hvp_mtl.datasets.demo_world import GRAY_LEVELS, PRETRAIN_CLASSES, make_demo_world
 from tests.conftest import DEMO_WORLD_SIZES
-from tests.test_datasets.test_demo_world import file_digests
+from tests.helpers.scripts import file_digests
 
 
 @pytest.fixture(scope='module')

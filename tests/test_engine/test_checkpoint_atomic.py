@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hvp_mtl.engine.hooks.atomic_checkpoint_hook import is_intact_checkpoint  # noqa: E402
-from tests.test_engine.test_resume import run_log, scale_cfg, train
+from tests.helpers.resume_runs import run_log, scale_cfg, train
 
 
 def test_intact_checkpoint_detection(tmp_path):

@@ -5,52 +5,16 @@ one-process "nodes" on 127.0.0.1 that form a single job; the 64-GPU plan on
 8-GPU nodes; layout errors.
 """
 import os
-import pathlib
-import socket
 import subprocess
-import sys
 
 import pytest
 import torch
 
-from tests.test_engine.test_resume import scale_cfg
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-DIST_TRAIN = ROOT / 'tools' / 'dist_train.sh'
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _env(**extra) -> dict:
-    env = dict(os.environ)
-    for key in ('NNODES', 'NODE_RANK', 'GPUS_PER_NODE', 'MASTER_ADDR',
-                'PORT'):
-        env.pop(key, None)
-    env.update(PYTHON=sys.executable, CUDA_VISIBLE_DEVICES='',
-               PYTHONPATH=str(ROOT))
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-def _write_cfg(tmp_path, data_root, iters, custom_hooks=()):
-    cfg = scale_cfg(tmp_path / 'work', data_root, iters=iters,
-                    ckpt_interval=1, num_images=8)
-    # the test hooks live in tests/test_engine/test_resume.py
-    cfg.custom_imports = dict(imports=['hvp_mtl', 'tests.test_engine.test_resume'],
-                              allow_failed_imports=False)
-    cfg.custom_hooks.extend(custom_hooks)
-    path = tmp_path / 'tiny_hvp_mtl.py'
-    cfg.dump(str(path))
-    return path
-
-
-def _log(work_dir) -> str:
-    logs = sorted(work_dir.glob('*/*.log'))
-    return logs[-1].read_text()
+from tests.helpers.dist_launch import DIST_TRAIN, ROOT
+from tests.helpers.dist_launch import free_port as _free_port
+from tests.helpers.dist_launch import launch_env as _env
+from tests.helpers.dist_launch import newest_log as _log
+from tests.helpers.dist_launch import write_cfg as _write_cfg
 
 
 @pytest.mark.slow

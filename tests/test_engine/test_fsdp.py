@@ -15,8 +15,11 @@ from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import HOOKS, MODELS
 
-from tests.test_engine.test_dist_launch import DIST_TRAIN, ROOT, _env, _free_port, _log
-from tests.test_engine.test_resume import scale_cfg
+from tests.helpers.dist_launch import DIST_TRAIN, ROOT
+from tests.helpers.dist_launch import free_port as _free_port
+from tests.helpers.dist_launch import launch_env as _env
+from tests.helpers.dist_launch import newest_log as _log
+from tests.helpers.resume_runs import scale_cfg
 
 pytestmark = [pytest.mark.dist, pytest.mark.slow]
 
@@ -57,7 +60,7 @@ def _write(tmp_path, name, data_root, fsdp, custom_hooks=(), shipped_precision=F
     if not init.exists():
         _initial_weights(cfg, init)
     cfg.load_from = str(init)
-    cfg.custom_imports = dict(imports=['hvp_mtl', 'tests.test_engine.test_resume',
+    cfg.custom_imports = dict(imports=['hvp_mtl', 'tests.helpers.resume_runs',
                                        'tests.test_engine.test_fsdp'],
                               allow_failed_imports=False)
     cfg.custom_hooks.extend(custom_hooks)

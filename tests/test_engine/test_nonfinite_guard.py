@@ -12,7 +12,7 @@ from mmengine.optim import build_optim_wrapper
 from mmpretrain.registry import HOOKS
 
 from hvp_mtl.engine.optimizers import NonFiniteTrainingError  # noqa: E402
-from tests.test_engine.test_resume import assert_same_state, run_log, scale_cfg, snapshot, train
+from tests.helpers.resume_runs import assert_same_state, run_log, scale_cfg, snapshot, train
 
 
 def _nan_hook(runner):

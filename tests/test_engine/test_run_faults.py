@@ -12,7 +12,10 @@ import psutil
 import pytest
 
 from hvp_mtl.engine.runner.work_dir_lock import LOCK_NAME, WorkDirLocked, acquire_work_dir_lock
-from tests.test_engine.test_dist_launch import DIST_TRAIN, ROOT, _env, _free_port, _write_cfg
+from tests.helpers.dist_launch import DIST_TRAIN, ROOT
+from tests.helpers.dist_launch import free_port as _free_port
+from tests.helpers.dist_launch import launch_env as _env
+from tests.helpers.dist_launch import write_cfg as _write_cfg
 
 TRAIN = ROOT / 'tools' / 'train.py'
 pytestmark = pytest.mark.slow
@@ -126,7 +129,7 @@ def test_a_disk_too_small_for_the_kept_checkpoints_is_announced(demo_world, tmp_
         estimate_checkpoint_bytes,
         warn_if_disk_too_small,
     )
-    from tests.test_engine.test_resume import scale_cfg
+    from tests.helpers.resume_runs import scale_cfg
     runner = Runner.from_cfg(scale_cfg(tmp_path / 'w', demo_world / 'pretrain', iters=1))
     runner.train()
     size = estimate_checkpoint_bytes(runner)

@@ -9,11 +9,11 @@ from mmpretrain.evaluation import AveragePrecision, MultiLabelMetric
 from mmpretrain.structures import DataSample
 
 import hvp_mtl  # noqa: F401  (registers the plugin)
+from hvp_mtl.engine.runner import evenly_spaced_indices
 from hvp_mtl.evaluation import (
     SoftTargetAveragePrecision,
     SoftTargetMultiLabelMetric,
     average_precision_per_class,
-    evenly_spaced_indices,
 )
 
 

@@ -5,10 +5,12 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner, set_random_seed
+from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
 from tests.helpers.tiny_configs import ROOT, tiny_pretrain_cfg
+from tests.helpers.tiny_models import model_and_batch as _model_and_batch
+from tests.helpers.tiny_models import total_loss as _total
 
 LOSSES = ('loss_mlc', 'loss_swav', 'loss_mim', 'loss_distill')
 
@@ -19,22 +21,6 @@ pytestmark = pytest.mark.usefixtures('one_torch_thread')
 @pytest.fixture(scope='module')
 def pretrain_root(demo_world):
     return demo_world / 'pretrain'
-
-
-def _model_and_batch(cfg, seed=0):
-    """The model and one preprocessed batch from the config's real dataloader."""
-    init_default_scope('mmpretrain')
-    set_random_seed(seed)  # torch, numpy and random: the batch's crops and mask too
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    model.after_train_step(before_training=True)  # TeacherAndPrototypesHook's
-    loader = Runner.build_dataloader(cfg.train_dataloader, seed=seed)
-    data = model.data_preprocessor(next(iter(loader)), True)
-    return model, data
-
-
-def _total(losses):
-    return sum(v for k, v in losses.items() if k.startswith('loss'))
 
 
 @pytest.fixture(scope='module', params=['swin', 'vit'])

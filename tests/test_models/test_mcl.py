@@ -14,13 +14,13 @@ from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import HOOKS, MODELS
 
-from hvp_mtl.models.algorithms.montage import build_montage, level_batch_sizes
 from hvp_mtl.models.heads.mcl_cell_head import cut_cells
 from hvp_mtl.models.losses import MultiLevelContrastiveLoss
 from hvp_mtl.models.losses.multi_level_contrastive_loss import gather_targets
+from hvp_mtl.models.utils.montage import build_montage, level_batch_sizes
 from tests.helpers.mcl_tiny import IMG_SIZE, tiny_mcl_cfg
 from tests.helpers.reference_impls import mcl_cells, mcl_head_loss, mcl_random_combine_img
-from tests.test_engine.test_resume import assert_same_state, snapshot, train
+from tests.helpers.resume_runs import assert_same_state, snapshot, train
 
 RATIOS = (1, 2, 4, 8)
 
@@ -313,7 +313,7 @@ def test_kill_and_resume_is_exact(demo_world, tmp_path, one_torch_thread):
 # ------------------------------------------------------------- benchmark --
 @pytest.mark.slow
 def test_mcl_step_benchmark_prints_both_cases_and_the_ratio(tmp_path):
-    from tests.test_tools.test_benchmarks_smoke import run_script, table_rows
+    from tests.helpers.scripts import run_script, table_rows
     out = tmp_path / 'mcl_step.json'
     stdout = run_script('tools/perf/mcl_step.py', '--backbone', 'tiny', '--batch', '4',
                         '--iters', '2', '--warmup', '0', '--threads', '1', '--out', str(out))

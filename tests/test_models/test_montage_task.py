@@ -6,7 +6,8 @@ import torch
 from mmengine.runner import Runner
 
 from tests.helpers.tiny_configs import tiny_pretrain_cfg
-from tests.test_models.test_algorithm import _model_and_batch, _total
+from tests.helpers.tiny_models import model_and_batch as _model_and_batch
+from tests.helpers.tiny_models import total_loss as _total
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -138,7 +139,7 @@ def test_montage_needs_four_stages(pretrain_root):
 @pytest.mark.slow
 def test_export_of_a_montage_checkpoint(trained, tmp_path):
     """The exporter takes the teacher's backbone, norm0-norm2 included; timm gets norm3 only."""
-    from tests.test_apis.test_export import export_in_process
+    from tests.helpers.exporter import export_in_process
     ckpt = f'{trained.work_dir}/iter_{ITERS}.pth'
     out = tmp_path / 'backbone.pth'
     error, _ = export_in_process(ckpt, out)

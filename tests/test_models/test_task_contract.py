@@ -14,9 +14,9 @@ from mmengine.runner import Runner
 from mmpretrain.registry import HOOKS, MODELS
 
 from hvp_mtl.models.protocols import AfterTrainStep, BatchExtender, TaskStep
+from tests.helpers.resume_runs import scale_cfg, train
 from tests.helpers.tiny_configs import tiny_pretrain_cfg
-from tests.test_engine.test_resume import scale_cfg, train
-from tests.test_models.test_algorithm import _model_and_batch
+from tests.helpers.tiny_models import model_and_batch as _model_and_batch
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -183,3 +183,11 @@ def test_a_new_task_is_one_module_and_one_config_entry(pretrain_root, tmp_path):
     assert not torch.equal(model.variance_head.proj.weight, initial)  # trained
     off = MODELS.build(dict(cfg.model, loss_weights=dict(cfg.model.loss_weights, variance=0.)))
     assert off.variance_head is None and 'variance' not in off.task_names
+
+
+def test_the_post_step_hook_keeps_its_former_name():
+    """``AfterTrainStepHook`` is what the configs' ``TeacherAndPrototypesHook`` builds."""
+    from hvp_mtl.engine.hooks import AfterTrainStepHook, TeacherAndPrototypesHook
+    assert TeacherAndPrototypesHook is AfterTrainStepHook
+    for name in ('AfterTrainStepHook', 'TeacherAndPrototypesHook'):
+        assert isinstance(HOOKS.build(dict(type=name)), AfterTrainStepHook), name

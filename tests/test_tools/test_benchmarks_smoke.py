@@ -10,32 +10,15 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.helpers.scripts import ROOT, run_script, table_rows
+
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 STEP_CASES = ('full', 'no-mlc', 'no-swav', 'no-mim', 'no-distill', 'floor', 'simmim',
               'montage', 'grad-share', 'collapse-monitor')
-
-
-def run_script(*args):
-    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
-
-
-def table_rows(text):
-    """``{first cell: [other cells]}`` of the markdown table rows in text."""
-    rows = {}
-    for line in text.splitlines():
-        if line.startswith('| ') and not line.startswith('|---'):
-            cells = [c.strip() for c in line.strip('|').split('|')]
-            rows[cells[0]] = cells[1:]
-    return rows
 
 
 def test_step_benchmark_prints_every_case_and_ratio(tmp_path):

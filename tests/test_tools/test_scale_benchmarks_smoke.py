@@ -4,7 +4,7 @@ scripts run as a user runs them and print every row with sane numbers; the
 real-size figures are in docs/PERFORMANCE.md."""
 import pytest
 
-from tests.test_tools.test_benchmarks_smoke import run_script, table_rows
+from tests.helpers.scripts import run_script, table_rows
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,8 @@ import pytest
 from mmengine.config import Config
 
 from hvp_mtl.apis.cli_checks import add_vis_backends, check_cfg_option_keys, find_config
-from tests.test_engine.test_dist_launch import _env, _write_cfg
+from tests.helpers.dist_launch import launch_env as _env
+from tests.helpers.dist_launch import write_cfg as _write_cfg
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TRAIN, TEST = ROOT / 'tools' / 'train.py', ROOT / 'tools' / 'test.py'

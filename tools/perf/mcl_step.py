@@ -37,7 +37,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import hvp_mtl  # noqa: F401  (registers MCL)
-from hvp_mtl.models.algorithms.montage import level_batch_sizes
+from hvp_mtl.models.utils.montage import level_batch_sizes
 from hvp_mtl.perf.peak_memory import step_peak_bytes
 from hvp_mtl.perf.timing import fmt, paired, quantiles, time_interleaved
 

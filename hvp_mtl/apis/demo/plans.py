@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from .objectives import collect_objectives
-from .recipes import ABLATION_WEIGHTS
+from .recipes import ablation_weights
 from .runner import ROOT
 from .table import ABLATIONS, INITS, collect_table, read_stages
 
@@ -52,7 +52,7 @@ def table_specs(methods=('hvp', ), ablations=False, sizes=False, tasks=None):
         for variant in names:
             abl['arms'][variant] = names[variant]
             abl['runs'][variant] = ('main', 'hvp', 'hvp', None, 'demo') if variant == 'full' else (
-                f'ablation_{variant}', 'hvp', 'hvp', ABLATION_WEIGHTS[variant], 'demo')
+                f'ablation_{variant}', 'hvp', 'hvp', ablation_weights(variant), 'demo')
             if variant != 'full':
                 abl['comparisons'].append([variant, 'full'])
         if 'mcl' in methods:

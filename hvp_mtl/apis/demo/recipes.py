@@ -3,8 +3,13 @@
 Every run of the demo is one of the configs below with ``--cfg-options`` derived from here; the
 fine-tune recipes themselves (lr, heads, pipelines) live in ``configs/demo/*.py``.
 """
+import ast
+from pathlib import Path
+from typing import Dict, Union
 
-__all__ = ['CONFIGS', 'SIZES', 'ARCHS', 'ABLATION_WEIGHTS', 'arch_options']
+__all__ = ['CONFIGS', 'SIZES', 'ARCHS', 'ABLATION_CONFIGS', 'ablation_weights', 'arch_options']
+
+ROOT = Path(__file__).resolve().parents[3]
 
 CONFIGS = dict(hvp='configs/demo/hvp_swin-demo_pretrain.py',
                mcl='configs/demo/mcl_swin-demo_pretrain.py',
@@ -41,11 +46,32 @@ SIZES = {
 # Table 6: the demo Swin and a wider, deeper one (stage widths C, 2C, 4C, 8C)
 ARCHS = dict(demo=dict(embed_dims=32, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8]),
              wide=dict(embed_dims=48, depths=[2, 2, 4, 2], num_heads=[2, 4, 8, 16]))
-# Table 5: the loss weights set to 0 (distillation needs the multi-label decoder).
-ABLATION_WEIGHTS = dict(wo_multilabel=dict(mlc=0, distill=0),
-                        wo_contrastive=dict(swav=0),
-                        wo_mim=dict(mim=0),
-                        wo_distillation=dict(distill=0))
+# Table 5: each variant is one config of configs/pretrain/ablations/ (ViT-B, the paper's Table 5);
+# the demo applies the loss weights that config sets (its own ``model.loss_weights``, not its
+# base's) to the demo's Swin
+ABLATION_CONFIGS = dict(wo_multilabel='configs/pretrain/ablations/hvp_vit-b_no-mlc.py',
+                        wo_contrastive='configs/pretrain/ablations/hvp_vit-b_no-swav.py',
+                        wo_mim='configs/pretrain/ablations/hvp_vit-b_no-mim.py',
+                        wo_distillation='configs/pretrain/ablations/hvp_vit-b_no-distill.py')
+
+
+def ablation_weights(variant: str, root: Union[str, Path] = ROOT) -> Dict[str, float]:
+    """The loss weights the Table 5 config of ``variant`` sets (e.g. ``{'mim': 0.0}``).
+
+    Read from the file's own ``model = dict(loss_weights=dict(...))`` (``ast``, literals
+    only), so the demo and the ViT-B ablation configs cannot disagree.
+
+    Raises:
+        ValueError: The config sets no ``model.loss_weights``.
+    """
+    path = Path(root) / ABLATION_CONFIGS[variant]
+    for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == 'model' for t in node.targets):
+            for keyword in getattr(node.value, 'keywords', []):
+                if keyword.arg == 'loss_weights':
+                    return {k.arg: ast.literal_eval(k.value) for k in keyword.value.keywords}
+    raise ValueError(f'{path}: no model = dict(loss_weights=dict(...))')
 
 
 def arch_options(arch, config):

@@ -9,14 +9,12 @@ from mmpretrain.structures import DataSample
 
 from ..builder import build_module
 from ..protocols import AfterTrainStep, BatchExtender, PretrainTask, TaskStep, TeacherShadowed
+from .legacy_args import LEGACY_ARGS, tasks_from_legacy
 from .loss_weights import parse_loss_weights
 from .momentum_teacher import MomentumTeacher
+from .task_plan import plan_tasks
 
 __all__ = ['HVPMTL']
-
-#: the built-in tasks in the order they run (distillation reads the
-#: multi-label decoder's tokens); ``extra_tasks`` run after them
-TASKS = ('mim', 'swav', 'mlc', 'distill', 'montage')
 
 
 @MODELS.register_module()
@@ -33,7 +31,8 @@ class HVPMTL(BaseSelfSupervisor):
     multi-label decoder. A fifth task, ``montage`` (default 0), adds MCL's
     montage contrast (:class:`MontageContrastiveHead`; its montages join the
     backbone batch, it reads all four stages, the other tasks the last one;
-    docs/MCL.md). More tasks: ``extra_tasks`` (docs/ARCHITECTURE.md).
+    docs/MCL.md). A further task is one more ``tasks`` entry
+    (docs/ARCHITECTURE.md); the old per-task arguments still work, deprecated.
 
     Data flow of one step (``inputs`` = two augmented views, ``mask``
     applies to view 0)::
@@ -43,7 +42,7 @@ class HVPMTL(BaseSelfSupervisor):
             mim:     F[:B] -> MIM decoder -> L1 on masked pixels   (eq. 4)
             swav:    F -> view0 vs view1 swapped codes             (eq. 2-3)
             mlc:     F -> multi-label decoder, gt_score of both    (eq. 1)
-                     views (``mlc_views='unmasked'``: F[B:] only);
+                     views (its ``views='unmasked'``: F[B:] only);
                      view-1 tokens h -> ``step.shared``
             distill: symmetric KL(S(h, Q0) / T, S(h', Q0) / T)     (eq. 5-6)
                      h' = teacher decoder of the teacher's view1 features
@@ -61,89 +60,81 @@ class HVPMTL(BaseSelfSupervisor):
     Args:
         backbone (dict): ``MaskedSwinTransformer`` / ``MaskedViT`` config
             (ViT with ``out_type='featmap'``).
-        mlc_head (dict, optional): ``MultiLabelDecoderHead`` config.
-        swav_head (dict, optional): ``SwAVClusteringHead`` config.
-        mim_head (dict, optional): ``MIMLinearDecoderHead`` config.
-        montage_head (dict, optional): ``MontageContrastiveHead`` config;
-            needs ``backbone.out_indices=(0, 1, 2, 3)``.
-        extra_tasks (dict, optional): ``{name: head config}`` of further
-            tasks (any module with ``task_loss``), built as ``{name}_head``
-            with weight ``loss_weights[name]`` (default 1.0).
-        loss_weights (dict): Task weights, missing keys take the paper's.
-        distill_loss (dict): Eq. (6) loss config
-            (:class:`MomentumDistillationHead`'s ``loss``).
-        teacher_momentum (float): EMA momentum. Defaults to 0.995.
+        tasks (dict): ``{name: task module config}``, run in this order; each
+            built as ``{name}_head`` with weight ``loss_weights[name]``. What a
+            task needs (the mask, stages, the teacher, an earlier task's
+            output) it declares itself (``TaskNeeds``, models/protocols.py).
+        loss_weights (dict): Task weights; the paper's tasks default to its
+            weights (``DEFAULT_LOSS_WEIGHTS``), others to 1.0; 0 = not built
+            (a known task missing from ``tasks`` weighs 0).
+        teacher (dict, optional): ``MomentumTeacher`` arguments
+            (``momentum``, default 0.995), used when a task needs the teacher.
+        predict_task (str): The task whose ``{name}_head`` scores
+            :meth:`predict`. Defaults to ``'mlc'``.
         predict_with_teacher (bool): :meth:`predict` uses the teacher.
-        mlc_views (str): Rows the multi-label decoder and eq. (1) see:
-            ``'both'`` (the masked view 0 and the clean view 1) or
-            ``'unmasked'`` (view 1 only: no targets for 60 %-masked
-            images, half the decoder cost). Distillation always uses view 1.
         data_preprocessor (dict, optional): Defaults to
             ``SelfSupDataPreprocessor``.
         pretrained (str, optional): Checkpoint for the whole model.
         init_cfg (dict, optional): Initialisation config.
+        **legacy: Deprecated (one release): ``mlc_head``, ``swav_head``,
+            ``mim_head``, ``montage_head``, ``extra_tasks``, ``distill_loss``,
+            ``mlc_views``, ``teacher_momentum`` (``legacy_args.py``).
     """
 
     def __init__(self,
                  backbone: dict,
-                 mlc_head: Optional[dict] = None,
-                 swav_head: Optional[dict] = None,
-                 mim_head: Optional[dict] = None,
-                 montage_head: Optional[dict] = None,
-                 extra_tasks: Optional[Dict[str, dict]] = None,
+                 tasks: Optional[Dict[str, dict]] = None,
                  loss_weights: Optional[dict] = None,
-                 distill_loss: dict = dict(
-                     type='SymmetricKLDistillationLoss', temperature=1.0),
-                 teacher_momentum: float = 0.995,
+                 teacher: Optional[dict] = None,
+                 predict_task: str = 'mlc',
                  predict_with_teacher: bool = False,
-                 mlc_views: str = 'both',
                  data_preprocessor: Optional[dict] = None,
                  pretrained: Optional[str] = None,
-                 init_cfg: Optional[dict] = None) -> None:
-        extra_tasks = dict(extra_tasks or {})
-        weights = parse_loss_weights(loss_weights, extra=tuple(extra_tasks))
-        if mlc_views not in ('both', 'unmasked') or mlc_head and (
-                mlc_head.get('views', mlc_views) != mlc_views):
-            raise ValueError("mlc_views must be 'both' or 'unmasked' (and "
-                             f'mlc_head.views, if set, the same), got '
-                             f'{mlc_views!r}')
+                 init_cfg: Optional[dict] = None,
+                 **legacy) -> None:
+        unknown = set(legacy) - set(LEGACY_ARGS)
+        if unknown:
+            raise TypeError(f'HVPMTL got unexpected arguments {sorted(unknown)}')
+        legacy = {k: v for k, v in legacy.items() if v is not None}
+        if legacy:
+            new = tasks_from_legacy(legacy, tasks, loss_weights, teacher)
+            tasks, teacher = new['tasks'], new['teacher']
+        tasks = dict(tasks or {})
+        weights = parse_loss_weights(loss_weights, tuple(tasks))
+        for name, weight in weights.items():
+            if weight > 0 and name not in tasks:
+                raise ValueError(f'loss_weights.{name} > 0 but tasks has no {name!r}: '
+                                 f'add tasks.{name} or set loss_weights.{name}=0')
         super().__init__(
             backbone=backbone,
             data_preprocessor=data_preprocessor,
             pretrained=pretrained,
             init_cfg=init_cfg)
         self.loss_weights = weights
-        self.mlc_views = mlc_views
-        heads = dict(mlc=mlc_head and dict(mlc_head, views=mlc_views),
-                     swav=swav_head, mim=mim_head,
-                     distill=dict(type='MomentumDistillationHead',
-                                  loss=distill_loss),
-                     montage=montage_head, **extra_tasks)
-        self.task_names = tuple(
-            name for name in TASKS + tuple(extra_tasks) if weights[name] > 0)
-        for task, cfg in heads.items():
-            module = None
-            if weights[task] > 0:
-                if cfg is None:
-                    raise ValueError(f'loss_weights.{task} > 0 needs '
-                                     f'{task}_head')
-                module = build_module(cfg)
-            setattr(self, f'{task}_head', module)
-        if self.mim_head is None and isinstance(
+        self.task_names = tuple(name for name in tasks if weights[name] > 0)
+        # registered in the order of ``weights`` (the known tasks', then the others'),
+        # whatever order they run in: the same state-dict keys and optimizer parameters for
+        # any order of ``tasks``
+        for name in weights:
+            module = build_module(tasks[name]) if name in self.task_names else None
+            setattr(self, f'{name}_head', module)
+        self.plan = plan_tasks(self.tasks, tuple(getattr(self.backbone, 'out_indices', ())))
+        if not self.plan.mask and isinstance(
                 getattr(self.backbone, 'mask_token', None), nn.Parameter):
-            # nothing is masked without MIM: freeze the mask token, so every
-            # trainable parameter gets a gradient (DDP without an unused-
-            # parameter search, find_unused_parameters=False)
+            # nothing is masked: freeze the mask token, so every trainable parameter gets a
+            # gradient (DDP without an unused-parameter search, find_unused_parameters=False)
             self.backbone.mask_token.requires_grad_(False)
-        if self.montage_head is not None and tuple(getattr(
-                self.backbone, 'out_indices', ())) != (0, 1, 2, 3):
-            raise ValueError('loss_weights.montage > 0 needs all four stages: '
-                             'set backbone.out_indices=(0, 1, 2, 3) (a Swin)')
+        for name in self.plan.shadows:
+            if getattr(self, name, None) is None:
+                users = [t for t, n in self.plan.needs.items() if name in n.shadows]
+                raise ValueError(f'tasks {users} need {name} (its task enabled) for the '
+                                 'EMA teacher to copy')
         self.teacher = None
-        if self.distill_head is not None or any(
-                isinstance(t, TeacherShadowed) for t in self.tasks.values()):
-            self.teacher = MomentumTeacher(self._students(),
-                                           momentum=teacher_momentum)
+        if self.plan.teacher:
+            teacher_args = dict(momentum=0.995)
+            teacher_args.update(teacher or {})
+            self.teacher = MomentumTeacher(self._students(), **teacher_args)
+        self.predict_task = predict_task
         self.predict_with_teacher = predict_with_teacher
 
     @property
@@ -153,11 +144,11 @@ class HVPMTL(BaseSelfSupervisor):
                 for name in self.task_names}
 
     def _students(self) -> dict:
-        """The modules the EMA teacher shadows: the backbone, the decoder
-        for distillation, each :class:`TeacherShadowed` task's (montage)."""
+        """The modules the EMA teacher shadows: the backbone, those the tasks
+        name (``shadows``: the decoder for distillation), each
+        :class:`TeacherShadowed` task's own (montage)."""
         students = dict(backbone=self.backbone)
-        if self.distill_head is not None:
-            students['mlc_head'] = self.mlc_head
+        students.update({name: getattr(self, name) for name in self.plan.shadows})
         for task in self.tasks.values():
             if isinstance(task, TeacherShadowed):
                 students.update(task.shadowed_modules())
@@ -260,7 +251,7 @@ class HVPMTL(BaseSelfSupervisor):
             if isinstance(task, BatchExtender)]
         images = torch.cat(rows)
         mask = None
-        if self.mim_head is not None:
+        if self.plan.mask:
             step.mask = step.stack('mask',
                                    'MultiViewWithMask with a mask_generator')
             mask = torch.cat([step.mask, step.mask.new_zeros(
@@ -268,8 +259,14 @@ class HVPMTL(BaseSelfSupervisor):
         step.stages = self.backbone(images, mask)
         step.feats = step.stages[-1][:2 * step.batch]
         if self.teacher is not None:
+            views = self.plan.teacher_views
             with torch.no_grad():
-                step.teacher_stages = self.teacher.backbone(step.view1)
+                stages = self.teacher.backbone(torch.cat([inputs[v] for v in views])
+                                               if len(views) > 1 else inputs[views[0]])
+            for i, view in enumerate(views):
+                step.teacher_views[view] = stages if len(views) == 1 else [
+                    s[i * step.batch:(i + 1) * step.batch] for s in stages]
+            step.teacher_stages = step.teacher_views.get(1)
         return step
 
     @torch.no_grad()
@@ -289,23 +286,23 @@ class HVPMTL(BaseSelfSupervisor):
         Returns:
             list[DataSample]: With ``pred_score`` ``[C]`` (float32).
         """
-        if self.mlc_head is None:
-            raise RuntimeError('predict needs the multi-label decoder '
-                               '(loss_weights.mlc > 0)')
+        head = f'{self.predict_task}_head'
+        if getattr(self, head, None) is None:
+            raise RuntimeError(f'predict needs the {self.predict_task!r} task '
+                               f'(loss_weights.{self.predict_task} > 0)')
         if isinstance(inputs, (list, tuple)):
             inputs = inputs[-1]
         if use_teacher is None:
             use_teacher = self.predict_with_teacher
-        if use_teacher and 'mlc_head' not in getattr(self.teacher, 'names',
-                                                     ()):
-            raise RuntimeError('use_teacher=True but no teacher decoder is '
-                               'built (loss_weights.distill == 0)')
+        if use_teacher and head not in getattr(self.teacher, 'names', ()):
+            raise RuntimeError(f'use_teacher=True but the teacher keeps no {head} (no '
+                               f'enabled task shadows it, e.g. loss_weights.distill == 0)')
         if use_teacher and not self.teacher.initialized:
             raise RuntimeError('use_teacher=True but the EMA teacher holds no '
                                'weights yet: load a pre-training checkpoint '
                                'or train first')
         modules = self.teacher if use_teacher else self
-        logits, _ = modules.mlc_head(modules.backbone(inputs))
+        logits, _ = getattr(modules, head)(modules.backbone(inputs))
         scores = logits.float().sigmoid()
         if data_samples is None:
             data_samples = [DataSample() for _ in range(scores.shape[0])]

@@ -1,18 +1,21 @@
 """MCL: montage multi-level contrastive pre-training (arXiv 2304.02010)."""
-from contextlib import contextmanager
 from math import cos, pi
 from typing import Dict, List, Sequence
 
 import torch
-import torch.nn as nn
 from mmengine.logging import MessageHub
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..builder import build_module
+from ..utils import (
+    batch_statistics,
+    check_levels,
+    level_batch_sizes,
+    level_embeddings,
+    montage_pyramid,
+)
 from .momentum_teacher import MomentumTeacher
-from .montage import check_levels, level_batch_sizes, level_embeddings, montage_pyramid
 
 __all__ = ['MCL', 'cosine_momentum']
 
@@ -21,26 +24,6 @@ def cosine_momentum(base: float, end: float, iteration: int,
                     max_iters: int) -> float:
     """EMA momentum ``end - (end - base) * (cos(pi k / K) + 1) / 2`` (BYOL)."""
     return end - (end - base) * (cos(pi * iteration / max_iters) + 1) / 2
-
-
-@contextmanager
-def batch_statistics(module: nn.Module):
-    """Run ``module``'s batch norms on batch statistics (train mode) inside.
-
-    The official momentum encoder runs in train mode; ``MomentumTeacher``
-    stays in eval mode otherwise. The running statistics are left untouched
-    (``track_running_stats`` is off inside), so the teacher's buffers change
-    only in its EMA update.
-    """
-    norms = [m for m in module.modules() if isinstance(m, _BatchNorm)]
-    tracked = [norm.track_running_stats for norm in norms]
-    for norm in norms:
-        norm.training, norm.track_running_stats = True, False
-    try:
-        yield
-    finally:
-        for norm, track in zip(norms, tracked):
-            norm.training, norm.track_running_stats = False, track
 
 
 @MODELS.register_module()

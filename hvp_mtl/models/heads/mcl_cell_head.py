@@ -31,7 +31,7 @@ def cut_cells(feature: torch.Tensor, cell_size: int) -> torch.Tensor:
     Returns:
         Tensor: ``[N * g * g, C, s, s]``; cell ``(n, a, b)`` (row ``a``,
         column ``b`` of image ``n``) is entry ``n * g * g + a * g + b`` -- the
-        order of :func:`~hvp_mtl.models.algorithms.montage.build_montage`'s
+        order of :func:`~hvp_mtl.models.utils.montage.build_montage`'s
         tile labels.
     """
     num, channels, height, width = feature.shape

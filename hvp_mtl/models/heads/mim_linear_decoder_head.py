@@ -31,6 +31,9 @@ class MIMLinearDecoderHead(BaseModule):
         init_cfg (dict, optional): Initialisation config.
     """
 
+    #: the task contract's needs (``TaskNeeds``): view 0 masked in the student's pass
+    needs_mask = True
+
     def __init__(self,
                  in_channels: int,
                  encoder_stride: int,

@@ -31,9 +31,15 @@ class MomentumDistillationHead(BaseModule):
     both sides; the teacher side is detached).
 
     Args:
-        loss (dict): Eq. (6) loss config (``HVPMTL``'s ``distill_loss``).
+        loss (dict): Eq. (6) loss config.
         init_cfg (dict, optional): Initialisation config.
     """
+
+    #: the task contract's needs (``TaskNeeds``): the EMA teacher (on view 1) with a copy of
+    #: the multi-label decoder, whose view-1 tokens an earlier task leaves in ``step.shared``
+    needs_teacher = True
+    shadows = ('mlc_head', )
+    reads = ('mlc_tokens', )
 
     def __init__(self,
                  loss: dict = dict(type='SymmetricKLDistillationLoss',

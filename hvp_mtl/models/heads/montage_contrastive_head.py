@@ -13,10 +13,15 @@ import torch
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
-from ..algorithms.mcl import batch_statistics
-from ..algorithms.montage import check_levels, level_batch_sizes, level_embeddings, montage_pyramid
 from ..builder import build_module
 from ..protocols import TaskStep
+from ..utils import (
+    batch_statistics,
+    check_levels,
+    level_batch_sizes,
+    level_embeddings,
+    montage_pyramid,
+)
 
 __all__ = ['MontageContrastiveHead']
 
@@ -49,6 +54,11 @@ class MontageContrastiveHead(BaseModule):
         head_pass (str): ``'joint'`` or ``'per_level'`` (as ``MCL``).
         init_cfg (dict, optional): Initialisation config.
     """
+
+    #: the task contract's needs (``TaskNeeds``): all four stages, the EMA teacher on view 1
+    #: (its neck and cell head: :meth:`shadowed_modules`)
+    needs_stages = (0, 1, 2, 3)
+    needs_teacher = True
 
     def __init__(self, neck: dict, cell_head: dict, predictors: dict,
                  loss: dict = dict(type='MultiLevelContrastiveLoss'),

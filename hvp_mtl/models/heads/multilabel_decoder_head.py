@@ -77,7 +77,7 @@ class MultiLabelDecoderHead(BaseModule):
         similarity (str): What eq. (5) compares: ``'scoring_token'`` or
             ``'mean_token'``. Defaults to ``'scoring_token'``.
         views (str): Rows :meth:`task_loss` trains eq. (1) on: ``'both'``
-            views or ``'unmasked'`` (view 1); ``HVPMTL``'s ``mlc_views``.
+            views or ``'unmasked'`` (view 1).
         loss (dict): Multi-label loss config.
         init_cfg (dict, optional): Initialisation config.
     """
@@ -85,6 +85,8 @@ class MultiLabelDecoderHead(BaseModule):
     MODES = ('grouped', 'per_class')
     SIMILARITIES = ('scoring_token', 'mean_token')
     VIEWS = ('both', 'unmasked')
+    #: the task contract's needs (``TaskNeeds``): the view-1 tokens, for distillation
+    writes = ('mlc_tokens', )
 
     def __init__(self,
                  num_classes: int,

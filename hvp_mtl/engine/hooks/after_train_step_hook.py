@@ -9,12 +9,17 @@ from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
 from hvp_mtl.models.protocols import AfterTrainStep
 
-__all__ = ['TeacherAndPrototypesHook']
+__all__ = ['AfterTrainStepHook', 'TeacherAndPrototypesHook']
 
 
 @HOOKS.register_module()
-class TeacherAndPrototypesHook(Hook):
+class AfterTrainStepHook(Hook):
     """Call ``model.after_train_step`` after each optimizer step taken.
+
+    Registered under its former name too, ``TeacherAndPrototypesHook`` (for
+    what it did when the EMA teacher and the SwAV prototypes were all it
+    updated), which the shipped configs keep using as
+    ``default_hooks.teacher_and_prototypes``.
 
     What a step changes besides the optimizer's update happens here, never in
     ``forward`` (:class:`~hvp_mtl.models.protocols.AfterTrainStep`): the EMA
@@ -83,3 +88,8 @@ class TeacherAndPrototypesHook(Hook):
                 if isinstance(model, FSDP) else nullcontext())
         with full:
             inner.after_train_step(before_training=before_training)
+
+
+#: the former name (configs' ``default_hooks.teacher_and_prototypes``), the same class
+TeacherAndPrototypesHook = AfterTrainStepHook
+HOOKS.register_module(name='TeacherAndPrototypesHook', module=AfterTrainStepHook)

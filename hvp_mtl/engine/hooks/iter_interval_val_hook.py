@@ -3,7 +3,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
-from ..engine.runner.resume_state import preserved_rng_state
+from ..runner.resume_state import preserved_rng_state
 
 __all__ = ['IterIntervalValHook']
 

@@ -24,8 +24,9 @@ from mmengine.runner.base_loop import BaseLoop
 from mmpretrain.registry import LOOPS
 from torch.utils.data import DataLoader, Subset
 
-from ..engine.runner.resume_state import preserved_rng_state
-from ..models.protocols import TeacherPredictor
+from hvp_mtl.models.protocols import TeacherPredictor
+
+from .resume_state import preserved_rng_state
 
 __all__ = ['MultiLabelValLoop', 'evenly_spaced_indices']
 
