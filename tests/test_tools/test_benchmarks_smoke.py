@@ -101,6 +101,8 @@ def test_gpu_suite_dry_run_on_cpu(tmp_path):
         assert stats['ms_per_step'] > 0 and stats['images_per_s'] > 0, stats
         assert float(lines[f'a_eager.{case}.ms_per_step']) > 0
     assert math.isfinite(results['a_eager']['full/floor']['median'])
+    for hook_case in ('grad-share', 'collapse-monitor'):  # eager only: the hooks' cost
+        assert results['a_eager'][f'{hook_case}/full']['median'] > 0, results['a_eager']
     assert 'skipped' in results['a_compiled']  # no Inductor build on a CPU
     train = results['c_training']
     assert train['iterations'] == 3 and train['num_classes'] == 11166

@@ -3,7 +3,9 @@
 (a) Swin-B, 224 px, bf16 (``GuardedAmpOptimWrapper``, no loss scaler),
     batch 64: the full HVP-MTL step, its backbone floor and mmpretrain's
     SimMIM step (:mod:`hvp_mtl.perf.step_cases`), eager and with ``torch.compile``:
-    ms/step, images/s, peak memory, full/floor (paired per round);
+    ms/step, images/s, peak memory, full/floor (paired per round); eager only, the cost of
+    an iteration on which ``TaskGradientShareHook`` or ``CollapseMonitorHook`` (256 images)
+    measures, as ratios to the full step;
 (b) which ``scaled_dot_product_attention`` kernels one full eager step ran
     (``torch.profiler`` op names; any math-kernel attention is flagged) and
     the q/k/v ranks of every SDPA call;
@@ -35,6 +37,7 @@ from hvp_mtl.perf.step_cases import TINY, build_case, load_config, make_batch
 from hvp_mtl.perf.timing import PAPER_GPUS, PAPER_IMAGES, quantiles, time_interleaved
 
 STEP_CASES = ('full', 'floor', 'simmim')
+HOOK_CASES = ('grad-share', 'collapse-monitor')  # eager only
 SDPA_OPS = {'aten::_scaled_dot_product_flash_attention': 'flash',
             'aten::_scaled_dot_product_efficient_attention': 'mem_efficient',
             'aten::_scaled_dot_product_cudnn_attention': 'cudnn',
@@ -51,11 +54,12 @@ def part_a(args, cfg, batch, compiled: bool, deadline: float) -> tuple:
     """Time full / floor / simmim; returns ({case: stats}, {case: Case})."""
     ns = Namespace(size=args.size, batch=args.batch, num_classes=args.num_classes,
                    device=args.device, dtype='bf16', compile=compiled,
-                   fused=args.device == 'cuda', channels_last=False)
+                   fused=args.device == 'cuda', channels_last=False,
+                   monitor_images=256 if args.device == 'cuda' else 4)
     # a compiled build takes minutes: start one only with time left for it
     reserve = 100 if compiled else 0
     built, out = {}, {}
-    for name in STEP_CASES:
+    for name in STEP_CASES + (() if compiled else HOOK_CASES):
         if time.time() > deadline - reserve:
             out[name] = dict(skipped='time budget')
             continue
@@ -73,6 +77,10 @@ def part_a(args, cfg, batch, compiled: bool, deadline: float) -> tuple:
     if 'full' in times and 'floor' in times:
         ratio = quantiles([a / b for a, b in zip(times['full'], times['floor'])])
         out['full/floor'] = dict(zip(('median', 'p10', 'p90'), ratio))
+    for name in HOOK_CASES:
+        if 'full' in times and name in times:
+            ratio = quantiles([a / b for a, b in zip(times[name], times['full'])])
+            out[f'{name}/full'] = dict(zip(('median', 'p10', 'p90'), ratio))
     return out, built
 
 
