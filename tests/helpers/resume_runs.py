@@ -111,9 +111,10 @@ def scale_cfg(work_dir, data_root, *, epochs=None, iters=None,
     cfg.default_hooks.checkpoint = dict(
         type='AtomicCheckpointHook', by_epoch=False, interval=ckpt_interval,
         max_keep_ckpts=max_keep_ckpts)
-    cfg.custom_hooks = list(cfg.get('custom_hooks', []) or []) + [
-        dict(type='EffectiveBatchHook')
-    ]
+    # CollapseMonitorHook's fixed batch goes through the pipeline too: off here, so CountLoads
+    # counts only what the data loader produced
+    cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) or []
+                        if h['type'] != 'CollapseMonitorHook'] + [dict(type='EffectiveBatchHook')]
     cfg.randomness = dict(seed=0, deterministic=True)
     return cfg
 

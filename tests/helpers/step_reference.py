@@ -15,9 +15,11 @@ for a deliberate change of the numbers, named in the commit)::
     python -m tests.helpers.step_reference
 """
 import pathlib
+import time
 from typing import Dict, List, Tuple
 
 import torch
+from mmengine.logging import MessageHub
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner import set_random_seed
@@ -98,6 +100,9 @@ def record(name: str) -> Dict[str, torch.Tensor]:
         raise ValueError(f'expected one of {MODELS_RECORDED}, got {name!r}')
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    # a fresh message hub: no Runner's ``iter``/``max_iters`` left by an earlier test (MCL's
+    # momentum schedule reads them; with none it uses its base momentum, as recorded)
+    MessageHub.get_instance(f'step_reference_{name}_{time.time_ns()}')
     try:
         init_default_scope('mmpretrain')
         set_random_seed(0)

@@ -37,6 +37,8 @@ EXPECTED_NAME = {'hvp_swin-t.py': 'swin_tiny_patch4_window7_224',
                  'hvp_swin-b.py': 'swin_base_patch4_window7_224',
                  'hvp_swin-b_fsdp.py': 'swin_base_patch4_window7_224',
                  'hvp_swin-b_distill-t0.07.py': 'swin_base_patch4_window7_224',
+                 # the same backbone; only the data pipeline differs
+                 'hvp_swin-b_fast-decode.py': 'swin_base_patch4_window7_224',
                  # four output stages: norm0-norm2 (dense-task outputs) have no timm key
                  'hvp_swin-b_montage.py': 'swin_base_patch4_window7_224',
                  'hvp_vit-b.py': 'vit_base_patch16_224'}
