@@ -45,6 +45,7 @@ from hvp_mtl.apis.demo import (
     table_specs,
     update_generated_blocks,
 )
+from hvp_mtl.apis.demo.cause import plot_cause, render_cause, run_cause, write_cause
 from hvp_mtl.apis.demo.learning_curve import (
     plot_learning_curve,
     render_learning_curve,
@@ -84,6 +85,14 @@ def parse_args(argv=None):
                         'curve (images x iterations) on both worlds (or --world W only with '
                         '--curve-worlds W), probe each export, write learning_curve.json and '
                         'its chart')
+    parser.add_argument('--cause', action='store_true',
+                        help='instead of the tables: the cause study (docs/RESULTS.md): every '
+                        'single-task and leave-one-out pre-training for 1,000 iterations, each '
+                        'export at 100, 300 and 1,000 probed for RankMe, top-5 share and colour '
+                        'share; writes cause.json and its chart')
+    parser.add_argument('--cause-arms', nargs='+',
+                        help='only these arms of --cause (processes with different arms can '
+                        'share one work dir; a final call without it writes the file)')
     parser.add_argument('--curve-worlds', nargs='+', choices=['colour', 'gray'],
                         default=['colour', 'gray'], help='the worlds of --learning-curve')
     parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'demo'))
@@ -131,6 +140,23 @@ def learning_curve(args, argv):
     return 0
 
 
+def cause(args, argv):
+    """``--cause``: every arm at seed ``--first-seed``, then ``cause.json`` and the chart."""
+    data = args.data_root or osp.join(ROOT, 'data', 'demo', 'default')
+    demo = Demo(args.work_dir, data, 'default', args.force, args.tensorboard)
+    os.makedirs(demo.work_dir, exist_ok=True)
+    found = run_cause(demo, args.first_seed, args.cause_arms)
+    if args.cause_arms:
+        return 0
+    out = osp.join(args.work_dir, 'cause.json')
+    write_cause(found, out, dict(command='python demo/run_demo.py ' + ' '.join(argv),
+                                 commit=git_commit()))
+    plot_cause(found, osp.join(args.work_dir, 'cause.png'), str(args.first_seed))
+    with open(out, encoding='utf-8') as f:
+        print(render_cause(json.load(f), str(args.first_seed)))
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -142,6 +168,8 @@ def main(argv=None):
         shutil.rmtree(args.work_dir)
     if args.learning_curve:
         return learning_curve(args, argv)
+    if args.cause:
+        return cause(args, argv)
     suffix = '' if args.world == 'colour' else f'_{args.world}'
     data = args.data_root or osp.join(ROOT, 'data', 'demo', args.size + suffix)
     demo = Demo(args.work_dir, data, args.size, args.force, args.tensorboard, args.world)

@@ -110,18 +110,25 @@ class Demo:
         cmd += [f'--{k.replace("_", "-")}={v}' for k, v in world.items()]
         self.run(stage, cmd, marker)
 
-    def pretrain(self, stage, work, seed, method='hvp', loss_weights=None, arch='demo'):
-        """Pre-train (``method`` hvp or mcl) into ``work``; returns the last checkpoint."""
+    def pretrain(self, stage, work, seed, method='hvp', loss_weights=None, arch='demo',
+                 checkpoint_interval=None):
+        """Pre-train (``method`` hvp or mcl) into ``work``; returns the last checkpoint.
+
+        ``checkpoint_interval``: also keep a checkpoint every that many iterations (default: the
+        last one only).
+        """
         iters, warmup = self.size['pretrain'], max(1, self.size['pretrain'] // 10)
         opts = [
             f'train_dataloader.dataset.data_root={self.data}/pretrain/',
             f'train_dataloader.batch_size={self.size["batch"]}', f'train_cfg.max_iters={iters}',
             f'param_scheduler.0.end={warmup}', f'param_scheduler.1.begin={warmup}',
             f'param_scheduler.1.T_max={max(1, iters - warmup)}', f'param_scheduler.1.end={iters}',
-            f'default_hooks.checkpoint.interval={iters}',
+            f'default_hooks.checkpoint.interval={checkpoint_interval or iters}',
             f'default_hooks.logger.interval={max(1, min(10, iters // 10))}',
             f'randomness.seed={seed}'
         ]
+        if checkpoint_interval:
+            opts.append('default_hooks.checkpoint.max_keep_ckpts=-1')
         if method == 'hvp':
             opts.append(f'model.swav_head.freeze_prototypes_iters={max(1, iters // 15)}')
             # the objectives against their baselines at 0, 1/3, 2/3 and the end
