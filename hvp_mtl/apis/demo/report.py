@@ -9,7 +9,9 @@ A results file (``<work-dir>/results.json``, committed copies under ``docs/resul
 
 Everything printed is computed here from that file, so the docs can be regenerated from the
 committed copy: a block of a Markdown file between ``<!-- demo-table:start FILE -->`` and
-``<!-- demo-table:end -->`` is the rendering of ``FILE`` (a path relative to the repository).
+``<!-- demo-table:end -->`` is the rendering of ``FILE`` (a path relative to the repository): a
+tables file as above, a learning curve (``curve``: :func:`.learning_curve.render_learning_curve`)
+or a cause study (``cause``: :func:`.cause.render_cause`).
 """
 import json
 import os.path as osp
@@ -17,6 +19,8 @@ import re
 
 from hvp_mtl.utils.atomic_io import atomic_write
 
+from .cause import render_cause
+from .learning_curve import render_learning_curve
 from .objectives import render_objectives, run_learned, unlearned_supervision_notes
 from .stats import VERDICT_RULE, compare, compare_gains, summarise
 
@@ -157,6 +161,15 @@ def closing_note(results):
     return '\n'.join(lines) + '\n'
 
 
+def render_results_file(results):
+    """The Markdown of any demo results file: a cause study, a learning curve or tables."""
+    if 'cause' in results:
+        return render_cause(results)
+    if 'curve' in results:
+        return render_learning_curve(results)
+    return render_results(results)
+
+
 def update_generated_blocks(markdown_file, root, check=False):
     """Re-render every ``demo-table`` block of ``markdown_file`` from the file its marker names.
 
@@ -178,7 +191,7 @@ def update_generated_blocks(markdown_file, root, check=False):
             raise FileNotFoundError(f'{markdown_file}: the demo-table block names {match["file"]}, '
                                     'which does not exist')
         with open(path, encoding='utf-8') as f:
-            body = render_results(json.load(f))
+            body = render_results_file(json.load(f))
         if body != match['body']:
             stale.append(match['file'])
         return match.group(1) + body + match.group(4)
@@ -209,7 +222,8 @@ def unsourced_quotes(markdown_file, root):
         for name in match['files'].split():
             with open(osp.join(root, name), encoding='utf-8') as f:
                 results = json.load(f)
-            rendered += render_results(results) + closing_note(results)
+            rendered += render_results_file(results) + (
+                closing_note(results) if 'tables' in results else '')
         known = set(NUMBER.findall(rendered))
         missing += [f'{match["files"]}: {n}' for n in NUMBER.findall(match['body'])
                     if n not in known]
