@@ -173,15 +173,17 @@ class Demo:
             ]
         return opts
 
-    def finetune(self, stage, task, work, backbone, seed, arch='demo'):
+    def finetune(self, stage, task, work, backbone, seed, arch='demo', extra_opts=()):
         """Fine-tune with ``tools/train.py``; the toolkit's evaluator runs once, at the end
-        (``tools/test.py CONFIG <work>/<last checkpoint>`` repeats it)."""
+        (``tools/test.py CONFIG <work>/<last checkpoint>`` repeats it). ``extra_opts`` come last
+        and win (e.g. :func:`.finetune_protocol.protocol_options`)."""
         if backbone:
             init = [f'checkpoint={backbone}', f'model.backbone.init_cfg.checkpoint={backbone}']
         else:
             init = ['model.backbone.init_cfg=None', 'custom_hooks=[]']
         opts = [*self.task_options(task), *init, f'randomness.seed={seed}']
         opts += arch_options(arch, task) if arch != 'demo' else []
+        opts += list(extra_opts)
         cmd = [PY, 'tools/train.py', self.config(task), '--work-dir', work, '--cfg-options', *opts]
         length = ('iter', self.size[task]) if task == 'seg' else ('epoch', self.size[task])
         self.run(stage, cmd, osp.join(work, 'last_checkpoint'), work_dir=work, length=length)
