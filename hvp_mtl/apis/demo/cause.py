@@ -140,8 +140,7 @@ def plot_cause(cause, out_file, seed='0', dpi=100):
                         lw=2.2 if arm == 'full' else 1)
         if data['random']:
             ax.axhline(data['random'][key], color='k', lw=0.8, ls=':', label='random init')
-        ax.set(xscale='log', xlabel='pre-training iteration (batch 32; one cosine schedule '
-               'per arm)', title=title)
+        ax.set(xscale='log', xlabel='pre-training iteration (batch 32)', title=title)
     axes[0].legend(fontsize=6)
     fig.tight_layout()
     with atomic_path(out_file) as tmp:
