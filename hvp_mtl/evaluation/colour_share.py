@@ -1,4 +1,4 @@
-"""How much of a representation is image colour: R² of the features from per-image colour statistics.
+"""How much of a representation is image colour: R² of its features from colour statistics.
 
 The evidence study (docs/RESULTS.md, "The evidence protocol") names the task and the phase of
 pre-training that move the pooled features onto colour. Its measure, for a bank of pooled

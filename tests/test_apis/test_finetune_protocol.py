@@ -1,5 +1,7 @@
 """The evidence protocol's fine-tune rules: splits and subsets from train only, the schedule and
 lr rules, and the LP-FT options in two real mmpretrain fine-tunes."""
+import pathlib
+
 import pytest
 import torch
 
@@ -14,6 +16,7 @@ from hvp_mtl.apis.demo.finetune_protocol import (
     write_ann,
 )
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 ROWS = [(f'c{c}/img_{i:03d}.jpg', c) for i in range(40) for c in range(4) if i < 10 * (c + 1)]
 
 
@@ -75,11 +78,11 @@ def test_lp_then_ft_on_a_held_out_split(demo_world, tmp_path):
         fit_ann, 2, 1e-3, held_ann, 'train', load_from=str(lp / 'epoch_2.pth')))
     after_lp, after_ft = _state(lp / 'epoch_2.pth'), _state(ft / 'epoch_2.pth')
     from mmengine.config import Config
-    from mmpretrain.registry import MODELS
     from mmengine.registry import init_default_scope
     from mmengine.runner import set_random_seed
+    from mmpretrain.registry import MODELS
     init_default_scope('mmpretrain')
-    cfg = Config.fromfile('configs/demo/swin-demo_cls.py')
+    cfg = Config.fromfile(str(ROOT / 'configs' / 'demo' / 'swin-demo_cls.py'))
     cfg.model.backbone.init_cfg = None
     set_random_seed(0)
     random_init = MODELS.build(cfg.model)

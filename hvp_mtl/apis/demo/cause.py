@@ -99,7 +99,12 @@ def _row(probe):
 
 
 def read_cause(work_dir, seeds=(0, ), arms=None, iters=CAUSE_ITERS):
-    """``{seed: {random, arms: {arm: {label, loss_weights, points: [{iters, student, teacher}]}}}}``."""
+    """The probe rows of a cause work dir.
+
+    Returns:
+        dict: ``{seed: {random, arms: {arm: {label, loss_weights, points}}}}``, each point
+        ``{iters, student[, teacher]}`` (``None`` where not measured).
+    """
     out = {}
     for seed in seeds:
         base = osp.join(work_dir, 'cause', f'seed_{seed}')

@@ -14,7 +14,8 @@ eval mode, and its average-pooled last stage is probed with
   components' variance share and the colour share (:mod:`hvp_mtl.evaluation.colour_share`: R² of
   the top two components and of all features from the images' per-channel mean and std);
 - with ``sweep=True``, the protocol's linear probe (``linear_sweep``: the L2 strength chosen on a
-  held-out 20 % of train, standardised and raw; :func:`hvp_mtl.evaluation.linear_probe.linear_probe_sweep`).
+  held-out 20 % of train, standardised and raw;
+  :func:`hvp_mtl.evaluation.linear_probe.linear_probe_sweep`).
 """
 import json
 
