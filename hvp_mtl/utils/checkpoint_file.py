@@ -2,9 +2,10 @@
 
 ``torch.load(weights_only=True)`` on a file that is not a checkpoint (a text file, a
 truncated download, a half-written copy) raises an ``UnpicklingError`` whose text advises
-retrying with ``weights_only=False``: advice that is wrong for such a file and unsafe for any
-file from elsewhere. :func:`load_checkpoint_file` says instead that the file is not a PyTorch
-checkpoint (or is truncated), with its size and first bytes, and never repeats torch's advice.
+retrying with weights-only loading switched off: advice that is wrong for such a file and
+unsafe for any file from elsewhere. :func:`load_checkpoint_file` says instead that the file
+is not a PyTorch checkpoint (or is truncated), with its size and first bytes, and never
+repeats torch's advice.
 A real checkpoint holding a class outside the allow-list of :mod:`hvp_mtl.compat` is named as
 such (the class), still refused.
 """

@@ -18,6 +18,7 @@ import os.path as osp
 
 from hvp_mtl.utils.atomic_io import atomic_path, atomic_write
 
+from .learning_curve import read_json
 from .recipes import SIZES, ablation_weights
 
 __all__ = ['CAUSE_ITERS', 'CAUSE_ARMS', 'cause_weights', 'run_cause', 'read_cause',
@@ -82,13 +83,6 @@ def run_cause(demo, seed=0, arms=None, iters=CAUSE_ITERS):
     return read_cause(demo.work_dir, [seed], arms, iters)
 
 
-def _read(path):
-    if not osp.isfile(path):
-        return None
-    with open(path, encoding='utf-8') as f:
-        return json.load(f)
-
-
 def _row(probe):
     if probe is None:
         return None
@@ -112,10 +106,11 @@ def read_cause(work_dir, seeds=(0, ), arms=None, iters=CAUSE_ITERS):
         for arm in arms or CAUSE_ARMS:
             weights = cause_weights(arm)
             where = arm_dir(work_dir, seed, arm)
-            points = [dict(iters=it, **{w: _row(_read(osp.join(where, f'probe_{w}_iter{it}.json')))
-                                        for w in exports_of(weights)}) for it in iters]
+            points = [dict(iters=it, **{
+                w: _row(read_json(osp.join(where, f'probe_{w}_iter{it}.json')))
+                for w in exports_of(weights)}) for it in iters]
             arms_out[arm] = dict(label=CAUSE_ARMS[arm], loss_weights=weights, points=points)
-        out[str(seed)] = dict(random=_row(_read(osp.join(base, 'probe_random.json'))),
+        out[str(seed)] = dict(random=_row(read_json(osp.join(base, 'probe_random.json'))),
                               arms=arms_out)
     return out
 

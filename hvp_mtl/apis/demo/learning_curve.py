@@ -56,7 +56,8 @@ def run_learning_curve(demo_cls, work_dir, data_dir, worlds=CURVE_WORLDS, points
     return read_learning_curve(work_dir, worlds, points)
 
 
-def _read(path):
+def read_json(path):
+    """The JSON object in ``path``, or ``None`` where the file does not exist (not run yet)."""
     if not osp.isfile(path):
         return None
     with open(path, encoding='utf-8') as f:
@@ -65,15 +66,15 @@ def _read(path):
 
 def read_learning_curve(work_dir, worlds=CURVE_WORLDS, points=CURVE_POINTS):
     """``{world: {random_probe, points: [{images, iters, cpu_s, objectives, probe}]}}``."""
-    stages = _read(osp.join(work_dir, 'stages.json')) or {}
+    stages = read_json(osp.join(work_dir, 'stages.json')) or {}
     out = {}
     for world in worlds:
-        random_probe = _read(osp.join(work_dir, 'curve', world, 'probe_random.json'))
+        random_probe = read_json(osp.join(work_dir, 'curve', world, 'probe_random.json'))
         rows = []
         for images, iters in points:
             where = point_dir(work_dir, world, images, iters)
-            history = _read(osp.join(where, 'pretrain', 'objectives.json'))
-            probe = _read(osp.join(where, 'probe.json'))
+            history = read_json(osp.join(where, 'pretrain', 'objectives.json'))
+            probe = read_json(osp.join(where, 'probe.json'))
             stage = stages.get(f'curve {world} {images}img {iters}it pretrain', {})
             rows.append(dict(images=images, iters=iters, cpu_s=stage.get('cpu'),
                              objectives=history[-1]['objectives'] if history else None,
