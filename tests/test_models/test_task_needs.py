@@ -15,6 +15,7 @@ from tests.helpers.step_reference import _hvpmtl_batch
 from tests.helpers.tiny_configs import tiny_pretrain_cfg
 from tests.helpers.tiny_tasks import (
     SWEEP,
+    legacy_model_cfg,
     new_style_model_cfg,
     registered_task_types,
     task_sweep_cfg,
@@ -39,7 +40,7 @@ def _batch(seed=1):
 
 def test_the_new_form_builds_the_model_of_the_old_one():
     """Same modules, state-dict keys in the same order, the same numbers; the old form warns."""
-    legacy = tiny_pretrain_cfg('swin', num_classes=12, montage=0.1).model
+    legacy = legacy_model_cfg(tiny_pretrain_cfg('swin', num_classes=12, montage=0.1).model)
     with pytest.warns(DeprecationWarning, match='tasks=dict'):
         old = _build(legacy)
     new_cfg = new_style_model_cfg(legacy)
