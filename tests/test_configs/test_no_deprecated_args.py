@@ -10,7 +10,6 @@ import pathlib
 import warnings
 
 import pytest
-import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
