@@ -17,11 +17,13 @@ demo_arch = dict(_delete_=True, embed_dims=32, depths=[2, 2, 2, 2], num_heads=[1
 model = dict(
     backbone=dict(arch=demo_arch, img_size=img_size, window_size=4, drop_path_rate=0.,
                   pad_small_map=True),
-    mlc_head=dict(num_classes=num_classes, in_channels=256, embed_dims=64, num_groups=8,
-                  num_heads=4, feedforward_channels=128, dropout=0., similarity='scoring_token'),
-    swav_head=dict(in_channels=256, hidden_channels=256, out_channels=32, num_prototypes=32,
-                   freeze_prototypes_iters=20, queue_length=0),  # 32 rows: no queue
-    mim_head=dict(in_channels=256),
+    tasks=dict(
+        mim=dict(in_channels=256),
+        swav=dict(in_channels=256, hidden_channels=256, out_channels=32, num_prototypes=32,
+                  freeze_prototypes_iters=20, queue_length=0),  # 32 rows: no queue
+        mlc=dict(num_classes=num_classes, in_channels=256, embed_dims=64, num_groups=8,
+                 num_heads=4, feedforward_channels=128, dropout=0.,
+                 similarity='scoring_token')),
     # eq. (1) sums over classes: the paper's alpha_1 = 0.001 is for 11,166 classes. Keeping
     # alpha_1 * C (about 11) as with the paper gives 11166 * 0.001 / 64 = 0.17 for 64 classes.
     loss_weights=dict(mlc=0.17),
@@ -30,7 +32,7 @@ model = dict(
     # (scoring token, T = 1), 37.2 (mean token, T = 1), 32.5 without distillation, 28.5 at ALBEF's
     # T = 0.07, whose gradient dominates at alpha_4 = 10 (docs/method.md).
     # the teacher must follow a student that changes fast in a few hundred steps
-    teacher_momentum=0.99)
+    teacher=dict(momentum=0.99))
 
 view_pipeline = [
     dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.35, 1.0), backend='pillow',

@@ -4,13 +4,13 @@
 # Measures what eq. (6)'s temperature does to the task balance at 11,166 classes
 # (docs/method.md, "Distillation"; docs/results/task_grad_share_demo_c11166.json):
 #   python tools/train.py configs/demo/hvp_swin-demo_pretrain_11166-classes.py \
-#       --cfg-options model.distill_loss.temperature=0.07      # (default 1.0)
+#       --cfg-options model.tasks.distill.loss.temperature=0.07      # (default 1.0)
 _base_ = './hvp_swin-demo_pretrain.py'
 
-model = dict(mlc_head=dict(num_classes=11166, num_groups=100,
-                           # as the runs behind the committed results (before the paper
-                           # configs detached the focusing weights)
-                           loss=dict(disable_torch_grad_focal_loss=False)),
+model = dict(tasks=dict(mlc=dict(num_classes=11166, num_groups=100,
+                                 # as the runs behind the committed results (before the
+                                 # paper configs detached the focusing weights)
+                                 loss=dict(disable_torch_grad_focal_loss=False))),
              loss_weights=dict(mlc=0.001))
 train_dataloader = dict(dataset=dict(dictionary_file=None, num_classes=11166))
 custom_hooks = [dict(type='TaskGradientShareHook', interval=25),

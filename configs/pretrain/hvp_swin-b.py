@@ -15,31 +15,36 @@ model = dict(
         non_blocking=True),
     backbone=dict(type='MaskedSwinTransformer', arch='base', img_size=img_size,
                   drop_path_rate=0.1, out_indices=(3, ), use_sdpa=True),
-    mlc_head=dict(type='MultiLabelDecoderHead', num_classes=num_classes, in_channels=1024,
-                  mode='grouped', num_groups=100, embed_dims=768, num_layers=1,
-                  feedforward_channels=2048,
-                  # focusing weights (1-p)^g+, p_m^g- as constants, as the Query2Label and
-                  # ML-Decoder recipes train ASL (docs/method.md)
-                  loss=dict(type='WeightedAsymmetricLoss', eta=10., gamma_pos=4.,
-                            gamma_neg=1., clip=0.05, disable_torch_grad_focal_loss=True)),
-    swav_head=dict(type='SwAVClusteringHead', in_channels=1024, hidden_channels=2048,
-                   out_channels=128, num_prototypes=3000, norm_cfg=dict(type='BN1d'),
-                   freeze_prototypes_iters=313,
-                   # a queue of 3,840 embeddings over all GPUs (60 per process at 64 GPUs; set
-                   # 3840 // num_gpus on others), filled from 7.5 % of training as official
-                   # SwAV's batch-256 recipe (epoch 15 of 200): 1,024 rows against 3,000
-                   # prototypes spread each code over ~300 prototypes, with the queue ~160
-                   # (tools/analysis_tools/swav_queue.py, docs/method.md)
-                   queue_length=60, queue_start_iter=38_800,
-                   loss=dict(type='SwappedPredictionLoss', temperature=0.1, epsilon=0.05,
-                             sinkhorn_iterations=3, t_max=10.)),
-    mim_head=dict(type='MIMLinearDecoderHead', in_channels=1024, encoder_stride=32,
-                  loss=dict(type='MaskedReconstructionLoss')),
+    # the tasks, in the order they run; each is built as `{name}_head` and weighted by
+    # loss_weights[name] (docs/ARCHITECTURE.md)
+    tasks=dict(
+        mim=dict(type='MIMLinearDecoderHead', in_channels=1024, encoder_stride=32,
+                 loss=dict(type='MaskedReconstructionLoss')),
+        swav=dict(type='SwAVClusteringHead', in_channels=1024, hidden_channels=2048,
+                  out_channels=128, num_prototypes=3000, norm_cfg=dict(type='BN1d'),
+                  freeze_prototypes_iters=313,
+                  # a queue of 3,840 embeddings over all GPUs (60 per process at 64 GPUs; set
+                  # 3840 // num_gpus on others), filled from 7.5 % of training as official
+                  # SwAV's batch-256 recipe (epoch 15 of 200): 1,024 rows against 3,000
+                  # prototypes spread each code over ~300 prototypes, with the queue ~160
+                  # (tools/analysis_tools/swav_queue.py, docs/method.md)
+                  queue_length=60, queue_start_iter=38_800,
+                  loss=dict(type='SwappedPredictionLoss', temperature=0.1, epsilon=0.05,
+                            sinkhorn_iterations=3, t_max=10.)),
+        mlc=dict(type='MultiLabelDecoderHead', num_classes=num_classes, in_channels=1024,
+                 mode='grouped', num_groups=100, embed_dims=768, num_layers=1,
+                 feedforward_channels=2048, views='both',
+                 # focusing weights (1-p)^g+, p_m^g- as constants, as the Query2Label and
+                 # ML-Decoder recipes train ASL (docs/method.md)
+                 loss=dict(type='WeightedAsymmetricLoss', eta=10., gamma_pos=4.,
+                           gamma_neg=1., clip=0.05, disable_torch_grad_focal_loss=True)),
+        # eq. (6) as written: a KL between softmaxed cosine vectors, no temperature (T = 1).
+        # ALBEF's T = 0.07 is ./hvp_swin-b_distill-t0.07.py; what each does to the task
+        # balance: docs/method.md
+        distill=dict(type='MomentumDistillationHead',
+                     loss=dict(type='SymmetricKLDistillationLoss', temperature=1.0))),
     loss_weights=dict(mlc=0.001, swav=0.02, mim=1.0, distill=10.0),
-    # eq. (6) as written: a KL between softmaxed cosine vectors, no temperature (T = 1). ALBEF's
-    # T = 0.07 is ./hvp_swin-b_distill-t0.07.py; what each does to the task balance: docs/method.md
-    distill_loss=dict(type='SymmetricKLDistillationLoss', temperature=1.0),
-    teacher_momentum=0.995)
+    teacher=dict(momentum=0.995))
 
 # data: the two-view pipeline of ./_base_/two_view_pipeline.py (view 0 masked for MIM)
 train_dataloader = dict(

@@ -4,4 +4,4 @@
 # (T = 1: 2 %), and on the demo it was the worst of three arms (docs/method.md, "Distillation").
 _base_ = './hvp_swin-b.py'
 
-model = dict(distill_loss=dict(temperature=0.07))
+model = dict(tasks=dict(distill=dict(loss=dict(temperature=0.07))))

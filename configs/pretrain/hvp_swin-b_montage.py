@@ -12,7 +12,7 @@ fpn_channels = 256
 model = dict(
     backbone=dict(out_indices=(0, 1, 2, 3)),  # the other tasks read the last stage
     # no norm in the FPN: mmdet's standard (transferable) FPN; BN in the cell head as MCL's
-    montage_head=dict(
+    tasks=dict(montage=dict(
         type='MontageContrastiveHead',
         neck=dict(type='mmdet.FPN', in_channels=[128, 256, 512, 1024],
                   out_channels=fpn_channels, num_outs=4),
@@ -24,5 +24,5 @@ model = dict(
         loss=dict(type='MultiLevelContrastiveLoss', level_weights=[1 / 2, 1 / 4, 1 / 8, 1 / 8],
                   temperature=1.0),
         ratios=[1, 2, 4, 8],
-        batch_divisors=[1, 4, 16, 32]),
+        batch_divisors=[1, 4, 16, 32])),
     loss_weights=dict(montage=0.1))

@@ -7,9 +7,9 @@ model = dict(
     backbone=dict(_delete_=True, type='MaskedViT', arch='base', img_size=_base_.img_size,
                   patch_size=16, drop_path_rate=0.1, out_type='featmap', out_indices=-1,
                   final_norm=True),
-    mlc_head=dict(in_channels=768),
-    swav_head=dict(in_channels=768),
-    mim_head=dict(in_channels=768, encoder_stride=16))
+    tasks=dict(mim=dict(in_channels=768, encoder_stride=16),
+               swav=dict(in_channels=768),
+               mlc=dict(in_channels=768)))
 
 # the base pipeline with the mask at the ViT's 16-px patch grid
 train_pipeline = [

@@ -32,12 +32,13 @@ import torch
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = 'configs/demo/hvp_swin-demo_pretrain.py'
-ARMS = dict(distill=['model.distill_loss.temperature=0.07',
-                     'model.mlc_head.similarity=scoring_token'],
+ARMS = dict(distill=['model.tasks.distill.loss.temperature=0.07',
+                     'model.tasks.mlc.similarity=scoring_token'],
             no_distill=['model.loss_weights.distill=0'],
-            literal=['model.distill_loss.temperature=1.0', 'model.mlc_head.similarity=mean_token'],
-            scoring_token_t1=['model.distill_loss.temperature=1.0',
-                              'model.mlc_head.similarity=scoring_token'])
+            literal=['model.tasks.distill.loss.temperature=1.0',
+                     'model.tasks.mlc.similarity=mean_token'],
+            scoring_token_t1=['model.tasks.distill.loss.temperature=1.0',
+                              'model.tasks.mlc.similarity=scoring_token'])
 AGREEMENT_TEMPERATURE = 0.07
 
 __all__ = ['CONFIG', 'ARMS', 'train', 'evaluate', 'summarise', 'markdown']
@@ -53,7 +54,7 @@ def train(arm: str, seed: int, iters: int, data_root: str, work_dir: str) -> str
             f'train_cfg.max_iters={iters}', f'param_scheduler.0.end={warmup}',
             f'param_scheduler.1.begin={warmup}', f'param_scheduler.1.T_max={iters - warmup}',
             f'param_scheduler.1.end={iters}', f'default_hooks.checkpoint.interval={iters}',
-            f'model.swav_head.freeze_prototypes_iters={max(1, iters // 15)}'] + ARMS[arm]
+            f'model.tasks.swav.freeze_prototypes_iters={max(1, iters // 15)}'] + ARMS[arm]
     env = dict(os.environ, PYTHONPATH=ROOT)
     with open(osp.join(work_dir, 'train.log'), 'w') as log:
         subprocess.run([sys.executable, 'tools/train.py', CONFIG, '--work-dir', work_dir,

@@ -86,7 +86,7 @@ def run_training(work_dir: str, iters: int, num_images: int, size: int,
         cfg.model[key].update(copy.deepcopy(value))
     cfg.work_dir = osp.join(work_dir, 'run')
     cfg.model.backbone.img_size = size
-    cfg.model.mlc_head.num_classes = num_classes
+    cfg.model.tasks.mlc.num_classes = num_classes
     loader = cfg.train_dataloader
     loader.dataset.update(data_root=data_root)
     loader.sampler = dict(type='ResumableInfiniteSampler', shuffle=True)

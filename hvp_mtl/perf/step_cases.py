@@ -35,10 +35,11 @@ TASK_WEIGHTS = {'full': {}, 'no-mlc': dict(mlc=0., distill=0.), 'no-swav': dict(
 TINY = dict(
     backbone=dict(arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4]),
                   window_size=2, drop_path_rate=0.),
-    mlc_head=dict(in_channels=128, embed_dims=32, num_groups=4, num_heads=2,
-                  feedforward_channels=64),
-    swav_head=dict(in_channels=128, hidden_channels=64, out_channels=16, num_prototypes=16),
-    mim_head=dict(in_channels=128))
+    tasks=dict(mim=dict(in_channels=128),
+               swav=dict(in_channels=128, hidden_channels=64, out_channels=16,
+                         num_prototypes=16),
+               mlc=dict(in_channels=128, embed_dims=32, num_groups=4, num_heads=2,
+                        feedforward_channels=64)))
 # the montage task's FPN and heads at the tiny size (``montage`` case)
 TINY_MONTAGE = dict(neck=dict(out_channels=16),
                     cell_head=dict(in_channels=16, hidden_channels=32, out_channels=16),
@@ -61,9 +62,12 @@ def load_config(backbone: str, options: Optional[dict] = None) -> Config:
     SwAV prototypes unfrozen: the steady state of a run."""
     preset = PRESETS[backbone]
     cfg = Config.fromfile(str(PRETRAIN / preset['config']))
-    for key, value in preset.get('override', {}).items():
-        cfg.model[key].update(copy.deepcopy(value))
-    cfg.model.swav_head.freeze_prototypes_iters = 0
+    override = copy.deepcopy(preset.get('override', {}))
+    for name, value in override.pop('tasks', {}).items():
+        cfg.model.tasks[name].update(value)
+    for key, value in override.items():
+        cfg.model[key].update(value)
+    cfg.model.tasks.swav.freeze_prototypes_iters = 0
     cfg.merge_from_dict(options or {})
     init_default_scope('mmpretrain')
     MMLogger.get_instance('hvp_mtl_step_benchmark', log_level='WARNING')
@@ -134,13 +138,13 @@ def add_montage_task(model_cfg: Config, args) -> None:
     arch = backbone.arch
     embed = (arch['embed_dims'] if isinstance(arch, dict) else
              SwinTransformer.arch_zoo[arch]['embed_dims'])
-    head = shipped.montage_head
+    head = shipped.tasks.montage
     head.neck.in_channels = [embed * 2**i for i in range(4)]
     head.cell_head.cell_size = args.size // 32
     for key, value in PRESETS[args.backbone].get('montage_override', {}).items():
         head[key].update(copy.deepcopy(value))
     backbone.out_indices = shipped.backbone.out_indices
-    model_cfg.montage_head = head
+    model_cfg.tasks.montage = head
     model_cfg.loss_weights.montage = shipped.loss_weights.montage
 
 
@@ -163,7 +167,7 @@ def simmim_model(cfg: Config, size: int) -> dict:
                      head=dict(type='SimMIMHead', patch_size=stride,
                                loss=dict(type='PixelReconstructionLoss',
                                          criterion='L1', channel=3)))
-    model['neck'].update(in_channels=cfg.model.mim_head.in_channels, encoder_stride=stride)
+    model['neck'].update(in_channels=cfg.model.tasks.mim.in_channels, encoder_stride=stride)
     model['data_preprocessor'] = copy.deepcopy(cfg.model.data_preprocessor)
     return model
 
@@ -200,7 +204,7 @@ def build_case(name: str, cfg: Config, batch: dict, args) -> Case:
     if name in TASK_WEIGHTS or name in ('montage', 'grad-share', 'collapse-monitor'):
         model_cfg = copy.deepcopy(cfg.model)
         model_cfg.backbone.img_size = size
-        model_cfg.mlc_head.num_classes = args.num_classes
+        model_cfg.tasks.mlc.num_classes = args.num_classes
         model_cfg.loss_weights.update(TASK_WEIGHTS.get(name, {}))
         if name == 'montage':  # the full step plus the fifth task
             add_montage_task(model_cfg, args)

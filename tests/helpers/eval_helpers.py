@@ -209,8 +209,8 @@ def apply_short_run_settings(cfg: Config) -> Config:
                     if v['type'] == 'RandomResizedCrop':
                         v['scale'] = IMG_SIZE
     cfg.train_dataloader.dataset.pipeline = pipeline
-    cfg.model.distill_loss.temperature = demo.model.distill_loss.temperature
-    cfg.model.mlc_head.similarity = demo.model.mlc_head.similarity
+    cfg.model.tasks.distill.loss.temperature = demo.model.tasks.distill.loss.temperature
+    cfg.model.tasks.mlc.similarity = demo.model.tasks.mlc.similarity
     # the base lr is the backbone's, so its norm/bias/position-table keys
     # keep their decay_mult=0 (mmengine applies only the longest matching
     # key; the heads' norms and biases get weight decay, negligible here)

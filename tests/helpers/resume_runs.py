@@ -94,8 +94,8 @@ def scale_cfg(work_dir, data_root, *, epochs=None, iters=None,
     cfg = tiny_pretrain_cfg('swin', work_dir=work_dir, data_root=data_root,
                             max_iters=iters or 4, batch_size=2, img_size=64)
     cfg.experiment_name = f'scale_{next(_RUN_IDS)}'
-    cfg.model.swav_head.update(queue_length=4, queue_start_iter=1,
-                               freeze_prototypes_iters=2)
+    cfg.model.tasks.swav.update(queue_length=4, queue_start_iter=1,
+                                freeze_prototypes_iters=2)
     loader = cfg.train_dataloader
     loader.dataset.indices = num_images
     loader.dataset.pipeline.insert(0, dict(type='CountLoads'))

@@ -48,10 +48,10 @@ def _hvpmtl_cfg():
                             montage=0.1)
     model = cfg.model
     model.backbone.arch = dict(embed_dims=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2])
-    for head in (model.mlc_head, model.swav_head, model.mim_head):
+    for head in (model.tasks.mlc, model.tasks.swav, model.tasks.mim):
         head.in_channels = 64
-    model.montage_head.neck.in_channels = [8, 16, 32, 64]
-    model.swav_head.update(queue_length=8, queue_start_iter=1, freeze_prototypes_iters=1)
+    model.tasks.montage.neck.in_channels = [8, 16, 32, 64]
+    model.tasks.swav.update(queue_length=8, queue_start_iter=1, freeze_prototypes_iters=1)
     return cfg
 
 

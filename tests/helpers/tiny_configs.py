@@ -83,11 +83,11 @@ def tiny_pretrain_cfg(backbone: str = 'swin',
     else:
         model.backbone.update(arch=TINY_VIT_ARCH, img_size=img_size, drop_path_rate=0.)
         width, patch_size = 32, 16
-    model.mlc_head.update(num_classes=num_classes, in_channels=width, embed_dims=32,
-                          num_groups=4, num_heads=2, feedforward_channels=64, dropout=0.)
-    model.swav_head.update(in_channels=width, hidden_channels=64, out_channels=16,
-                           num_prototypes=16, freeze_prototypes_iters=2)
-    model.mim_head.update(in_channels=width)
+    model.tasks.mlc.update(num_classes=num_classes, in_channels=width, embed_dims=32,
+                           num_groups=4, num_heads=2, feedforward_channels=64, dropout=0.)
+    model.tasks.swav.update(in_channels=width, hidden_channels=64, out_channels=16,
+                            num_prototypes=16, freeze_prototypes_iters=2)
+    model.tasks.mim.update(in_channels=width)
     if montage > 0:
         _add_montage(cfg, montage, img_size)
 
@@ -129,12 +129,12 @@ def _add_montage(cfg: Config, weight: float, img_size: int) -> None:
     if cfg.model.backbone.type != 'MaskedSwinTransformer':
         raise ValueError('the montage task needs the four Swin stages')
     fpn = 16
-    head = shipped.model.montage_head
+    head = shipped.model.tasks.montage
     head.neck.update(in_channels=[16, 32, 64, 128], out_channels=fpn)
     head.cell_head.update(in_channels=fpn, cell_size=img_size // 32, hidden_channels=32,
                           out_channels=16)
     head.predictors.update(in_channels=16, hidden_channels=32, out_channels=16)
-    cfg.model.update(montage_head=head)
+    cfg.model.tasks.update(montage=head)
     cfg.model.backbone.out_indices = shipped.model.backbone.out_indices
     cfg.model.loss_weights = dict(cfg.model.loss_weights, montage=weight)
     cfg.custom_imports = shipped.custom_imports

@@ -1,10 +1,12 @@
 """Tiny ``HVPMTL(tasks=...)`` configs, one per registered task module, for the task sweep.
 
-:func:`new_style_model_cfg` turns the tiny legacy model config of ``tiny_pretrain_cfg`` (per-task
-``*_head`` arguments) into the ``tasks=dict(...)`` form. :func:`task_sweep_cfg` keeps one task
+:func:`legacy_model_cfg` turns the tiny model config of ``tiny_pretrain_cfg`` (``tasks=dict(...)``,
+as the shipped configs) into the deprecated per-task arguments (``*_head``, ``distill_loss``,
+``teacher_momentum``...), :func:`new_style_model_cfg` back. :func:`task_sweep_cfg` keeps one task
 (and the tasks it reads from), for every task type the plugin registers: ``SWEEP`` names them,
 and the sweep test fails on a registered task missing from it.
 """
+import copy
 from typing import Dict, List
 
 from mmengine.config import ConfigDict
@@ -24,10 +26,32 @@ SWEEP: Dict[str, List[str]] = {
 }
 
 
+def legacy_model_cfg(model: dict) -> ConfigDict:
+    """``model`` (an ``HVPMTL(tasks=...)`` config) in the deprecated per-task arguments."""
+    model = copy.deepcopy(dict(model))
+    tasks, teacher = dict(model.pop('tasks')), dict(model.pop('teacher', None) or {})
+    for name in ('mim', 'swav', 'mlc', 'montage'):
+        if name in tasks:
+            model[f'{name}_head'] = dict(tasks.pop(name))
+    if 'distill' in tasks:
+        model['distill_loss'] = tasks.pop('distill')['loss']
+    if 'views' in model.get('mlc_head', {}):
+        model['mlc_views'] = model['mlc_head'].pop('views')
+    if tasks:
+        model['extra_tasks'] = tasks
+    if 'momentum' in teacher:
+        model['teacher_momentum'] = teacher.pop('momentum')
+    if teacher:
+        model['teacher'] = teacher
+    return ConfigDict(model)
+
+
 def new_style_model_cfg(model: dict) -> dict:
-    """``model`` (a legacy ``HVPMTL`` config) with ``tasks=`` and ``teacher=`` instead."""
+    """``model`` with ``tasks=`` and ``teacher=`` (as given if it has no legacy argument)."""
     model = dict(model)
     legacy = {k: model.pop(k) for k in LEGACY_ARGS if model.get(k) is not None}
+    if not legacy:
+        return model
     new = tasks_from_legacy(legacy, None, model.get('loss_weights'), model.get('teacher'),
                             warn=False)
     return dict(model, **new)

@@ -58,26 +58,26 @@ def test_loss_weights_of_eq7(cfg):
 
 
 def test_weighted_asymmetric_loss_parameters(cfg):
-    loss = cfg.model.mlc_head.loss
+    loss = cfg.model.tasks.mlc.loss
     assert loss.type == 'WeightedAsymmetricLoss', ASL
     assert (loss.eta, loss.gamma_pos, loss.gamma_neg) == (10., 4., 1.), ASL
 
 
 def test_distillation_has_no_temperature(cfg):
     # ALBEF's T = 0.07 is the named variant hvp_swin-b_distill-t0.07.py (docs/method.md)
-    assert cfg.model.distill_loss.temperature == 1.0, KL_OF_SIMILARITIES
+    assert cfg.model.tasks.distill.loss.temperature == 1.0, KL_OF_SIMILARITIES
     variant = Config.fromfile(str(ROOT / 'configs' / 'pretrain' / 'hvp_swin-b_distill-t0.07.py'))
-    assert variant.model.distill_loss.temperature == 0.07
-    variant.model.distill_loss.temperature = 1.0
+    assert variant.model.tasks.distill.loss.temperature == 0.07
+    variant.model.tasks.distill.loss.temperature = 1.0
     assert variant.model.to_dict() == cfg.model.to_dict()  # nothing else changes
 
 
 def test_sinkhorn_truncation(cfg):
-    assert cfg.model.swav_head.loss.t_max == 10., T_MAX
+    assert cfg.model.tasks.swav.loss.t_max == 10., T_MAX
 
 
 def test_teacher_momentum(cfg):
-    assert cfg.model.teacher_momentum == 0.995, MOMENTUM
+    assert cfg.model.teacher.momentum == 0.995, MOMENTUM
 
 
 def test_epochs_and_batch(cfg):
@@ -122,11 +122,11 @@ def test_32_px_mask_patches(cfg):
 
 def test_11166_classes(cfg):
     assert cfg.num_classes == 11166, CLASSES
-    assert cfg.model.mlc_head.num_classes == 11166, CLASSES
+    assert cfg.model.tasks.mlc.num_classes == 11166, CLASSES
 
 
 def test_swin_b_and_the_three_decoders(cfg):
     assert cfg.model.backbone.arch == 'base', SWIN_B
-    assert cfg.model.mlc_head.type == 'MultiLabelDecoderHead', DECODERS
-    assert cfg.model.swav_head.type == 'SwAVClusteringHead', DECODERS
-    assert cfg.model.mim_head.type == 'MIMLinearDecoderHead', DECODERS
+    assert cfg.model.tasks.mlc.type == 'MultiLabelDecoderHead', DECODERS
+    assert cfg.model.tasks.swav.type == 'SwAVClusteringHead', DECODERS
+    assert cfg.model.tasks.mim.type == 'MIMLinearDecoderHead', DECODERS

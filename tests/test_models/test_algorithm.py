@@ -11,6 +11,7 @@ from mmpretrain.registry import MODELS
 from tests.helpers.tiny_configs import ROOT, tiny_pretrain_cfg
 from tests.helpers.tiny_models import model_and_batch as _model_and_batch
 from tests.helpers.tiny_models import total_loss as _total
+from tests.helpers.tiny_tasks import legacy_model_cfg
 
 LOSSES = ('loss_mlc', 'loss_swav', 'loss_mim', 'loss_distill')
 
@@ -93,7 +94,7 @@ def test_loss_without_the_teacher_hook_stops_with_the_fix(pretrain_root):
 @pytest.mark.parametrize('backbone', ['swin', 'vit'])
 def test_every_student_parameter_gets_a_gradient(backbone, pretrain_root):
     cfg = tiny_pretrain_cfg(backbone, data_root=pretrain_root)
-    cfg.model.swav_head.freeze_prototypes_iters = 1
+    cfg.model.tasks.swav.freeze_prototypes_iters = 1
     model, data = _model_and_batch(cfg)
     for step in range(2):
         model.zero_grad(set_to_none=True)
@@ -151,7 +152,7 @@ def test_overfitting_one_batch_halves_the_loss(pretrain_root):
     # student); at ALBEF's T = 0.07 the lagging teacher's term after a few lr-2e-3 steps
     # outweighs what the other three lose in 60 steps (measured: 1.07 -> 0.57), so "halves"
     # would compare unlike totals. tests/test_distillation.py covers both temperatures.
-    cfg.model.distill_loss.temperature = 1.0
+    cfg.model.tasks.distill.loss.temperature = 1.0
     model, data = _model_and_batch(cfg)
     optimizer = torch.optim.Adam(
         [p for n, p in model.named_parameters() if not n.startswith('teacher.')], lr=2e-3)
@@ -175,7 +176,7 @@ def test_predict_scores_and_extract_feat(pretrain_root):
             model.teacher.update(model._students())
         samples = model.predict(data['inputs'], data['data_samples'], use_teacher=use_teacher)
         scores = torch.stack([s.pred_score for s in samples])
-        assert scores.shape == (4, cfg.model.mlc_head.num_classes)
+        assert scores.shape == (4, cfg.model.tasks.mlc.num_classes)
         assert ((scores > 0) & (scores < 1)).all()
     via_forward = model(data['inputs'], data['data_samples'], mode='predict')
     assert len(via_forward) == 4
@@ -216,9 +217,9 @@ def test_missing_inputs_are_named(pretrain_root):
 
 
 def test_mlc_on_the_unmasked_view_only(pretrain_root):
-    """``mlc_views='unmasked'``: eq. (1) on the view-1 rows of the one backbone pass."""
+    """``tasks.mlc.views='unmasked'``: eq. (1) on the view-1 rows of the one backbone pass."""
     cfg = tiny_pretrain_cfg('swin', data_root=pretrain_root)
-    cfg.model.mlc_views = 'unmasked'
+    cfg.model.tasks.mlc.views = 'unmasked'
     model, data = _model_and_batch(cfg)
     model.eval()  # no dropout: the reference below sees the same numbers
     losses = model(**data, mode='loss')
@@ -231,5 +232,11 @@ def test_mlc_on_the_unmasked_view_only(pretrain_root):
     targets = torch.stack([s.gt_score for s in data['data_samples']]).float()
     torch.testing.assert_close(losses['mlc_unweighted'],
                                model.mlc_head.loss(logits, targets))
-    with pytest.raises(ValueError, match='mlc_views'):
-        MODELS.build(dict(cfg.model, mlc_views='masked'))
+    with pytest.raises(ValueError, match='views must be one of'):
+        MODELS.build(dict(cfg.model, tasks=dict(cfg.model.tasks,
+                                                mlc=dict(cfg.model.tasks.mlc, views='masked'))))
+    # the deprecated mlc_views= checks its value too
+    legacy = legacy_model_cfg(cfg.model)
+    assert legacy.mlc_views == 'unmasked'
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match='mlc_views'):
+        MODELS.build(dict(legacy, mlc_views='masked'))

@@ -122,9 +122,9 @@ def _gradient_share(tmp, pretrain_root, name, **distill):
     as in training), then run the tool on its checkpoint: distillation's share
     of the backbone's last-stage gradient."""
     cfg = tiny_pretrain_cfg('swin', data_root=pretrain_root, num_classes=11166)
-    cfg.model.mlc_head.num_groups = 100  # the paper config's K
-    cfg.model.distill_loss.update(distill.get('loss', {}))
-    cfg.model.mlc_head.update(distill.get('head', {}))
+    cfg.model.tasks.mlc.num_groups = 100  # the paper config's K
+    cfg.model.tasks.distill.loss.update(distill.get('loss', {}))
+    cfg.model.tasks.mlc.update(distill.get('head', {}))
     model, data = _model_and_batch(cfg)
     pad = 11166 - data['data_samples'][0].gt_score.numel()
     for s in data['data_samples']:  # the extra classes: negatives of every image

@@ -90,7 +90,7 @@ def test_every_student_parameter_gets_a_gradient(pretrain_root):
     """DDP with find_unused_parameters=False: each trainable parameter, norm0-norm2,
     the FPN, the cell head and all four predictors get a non-zero gradient."""
     cfg = tiny_pretrain_cfg('swin', data_root=pretrain_root, montage=0.1)
-    cfg.model.swav_head.freeze_prototypes_iters = 0
+    cfg.model.tasks.swav.freeze_prototypes_iters = 0
     model, data = _model_and_batch(cfg)
     losses = model(**data, mode='loss')
     assert torch.isfinite(losses['loss_montage'])
@@ -105,7 +105,7 @@ def test_weight_zero_builds_and_draws_nothing(pretrain_root):
     """montage=0 (the default) with the montage config present: no module, no RNG draw,
     the same state-dict keys and bit-identical losses as the paper's four-task model."""
     plain = tiny_pretrain_cfg('swin', data_root=pretrain_root)
-    assert 'montage_head' not in plain.model
+    assert 'montage' not in plain.model.tasks
     zero = tiny_pretrain_cfg('swin', data_root=pretrain_root, montage=0.1)
     zero.model.loss_weights.montage = 0.
     zero.model.backbone.out_indices = plain.model.backbone.out_indices
@@ -131,8 +131,8 @@ def test_montage_needs_four_stages(pretrain_root):
     with pytest.raises(ValueError, match='out_indices=\\(0, 1, 2, 3\\)'):
         _model_and_batch(cfg)
     cfg = tiny_pretrain_cfg('swin', data_root=pretrain_root, montage=0.1)
-    cfg.model.pop('montage_head')
-    with pytest.raises(ValueError, match='needs montage_head'):
+    cfg.model.tasks.pop('montage')
+    with pytest.raises(ValueError, match="tasks has no 'montage'"):
         _model_and_batch(cfg)
 
 

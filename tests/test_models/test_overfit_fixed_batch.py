@@ -84,10 +84,10 @@ def _overfit(model, data, key, steps=STEPS, lr=1e-3, corrupt=None):
 def _hvp(demo_world, weights, distill_momentum=None):
     cfg = tiny_pretrain_cfg('swin', data_root=demo_world / 'pretrain', batch_size=4)
     cfg.model.loss_weights = weights
-    cfg.model.swav_head.freeze_prototypes_iters = 0
-    cfg.model.distill_loss = dict(type='SymmetricKLDistillationLoss', temperature=0.07)
+    cfg.model.tasks.swav.freeze_prototypes_iters = 0
+    cfg.model.tasks.distill.loss = dict(type='SymmetricKLDistillationLoss', temperature=0.07)
     if distill_momentum is not None:
-        cfg.model.teacher_momentum = distill_momentum
+        cfg.model.teacher.momentum = distill_momentum
     return _fixed_batch(cfg)
 
 

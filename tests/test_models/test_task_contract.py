@@ -89,7 +89,7 @@ def test_task_loop_is_bit_identical_to_the_code_it_replaced(pretrain_root, tmp_p
 
 def test_forward_changes_no_state_the_post_step_method_does(pretrain_root, tmp_path):
     cfg = tiny_pretrain_cfg('swin', tmp_path, pretrain_root, montage=0.1)
-    cfg.model.swav_head.update(queue_length=8, queue_start_iter=0)
+    cfg.model.tasks.swav.update(queue_length=8, queue_start_iter=0)
     model, data = _model_and_batch(cfg)
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -169,8 +169,8 @@ class FeatureVarianceTask(BaseModule):
 
 def test_a_new_task_is_one_module_and_one_config_entry(pretrain_root, tmp_path):
     cfg = tiny_pretrain_cfg('swin', tmp_path, pretrain_root, max_iters=3)
-    width = cfg.model.swav_head.in_channels
-    cfg.model.extra_tasks = dict(variance=dict(type='FeatureVarianceTask', in_channels=width))
+    width = cfg.model.tasks.swav.in_channels
+    cfg.model.tasks.variance = dict(type='FeatureVarianceTask', in_channels=width)
     runner = Runner.from_cfg(cfg)
     initial = runner.model.variance_head.proj.weight.detach().clone()
     runner.train()

@@ -5,16 +5,20 @@ one module and one config entry; every registered task passes one step of the co
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.config import Config
 from mmengine.model import BaseModule
 from mmengine.registry import init_default_scope
 from mmengine.runner import set_random_seed
 from mmpretrain.registry import MODELS
 
+from hvp_mtl.models.algorithms.legacy_args import LEGACY_RUN_ORDER
+from hvp_mtl.models.algorithms.task_plan import run_order
 from hvp_mtl.models.protocols import TaskNeeds, TaskStep, task_needs
 from tests.helpers.step_reference import _hvpmtl_batch
 from tests.helpers.tiny_configs import tiny_pretrain_cfg
 from tests.helpers.tiny_tasks import (
     SWEEP,
+    legacy_model_cfg,
     new_style_model_cfg,
     registered_task_types,
     task_sweep_cfg,
@@ -39,7 +43,7 @@ def _batch(seed=1):
 
 def test_the_new_form_builds_the_model_of_the_old_one():
     """Same modules, state-dict keys in the same order, the same numbers; the old form warns."""
-    legacy = tiny_pretrain_cfg('swin', num_classes=12, montage=0.1).model
+    legacy = legacy_model_cfg(tiny_pretrain_cfg('swin', num_classes=12, montage=0.1).model)
     with pytest.warns(DeprecationWarning, match='tasks=dict'):
         old = _build(legacy)
     new_cfg = new_style_model_cfg(legacy)
@@ -61,26 +65,45 @@ def test_the_new_form_builds_the_model_of_the_old_one():
         assert torch.equal(results[1][key], value), key
 
 
-def test_a_reordered_task_dict_registers_the_same_state_dict():
-    """Dict order is run order; registration (keys, optimizer order) is fixed."""
+def test_a_reordered_task_dict_builds_the_same_model_and_step():
+    """Neither registration (keys, optimizer order) nor the run order follows the dict's
+    order: mmengine's config dump sorts it (distill before mlc, whose tokens it reads)."""
     cfg = new_style_model_cfg(tiny_pretrain_cfg('swin', num_classes=12).model)
     tasks = cfg['tasks']
-    reordered = dict(cfg, tasks=dict(swav=tasks['swav'], mim=tasks['mim'], mlc=tasks['mlc'],
-                                     distill=tasks['distill']))
+    reordered = dict(cfg, tasks={name: tasks[name] for name in sorted(tasks)})
+    assert list(reordered['tasks'])[0] == 'distill'
     a, b = _build(cfg), _build(reordered)
-    assert b.task_names == ('swav', 'mim', 'mlc', 'distill') != a.task_names
+    assert a.task_names == b.task_names == ('mim', 'swav', 'mlc', 'distill')
     assert list(b.state_dict()) == list(a.state_dict())
     assert [n for n, _ in b.named_parameters()] == [n for n, _ in a.named_parameters()]
+
+
+def test_a_dumped_config_builds_the_same_run_order(tmp_path):
+    cfg = Config(dict(model=new_style_model_cfg(tiny_pretrain_cfg('swin', num_classes=12).model)))
+    cfg.dump(str(tmp_path / 'config.py'))
+    dumped = Config.fromfile(str(tmp_path / 'config.py'))
+    assert list(dumped.model.tasks) != list(cfg.model.tasks)  # the dump sorts the keys
+    assert _build(dumped.model).task_names == _build(cfg.model).task_names
+
+
+def test_an_extra_task_runs_after_the_task_whose_output_it_reads():
+    class Writer(torch.nn.Module):
+        writes = ('a', )
+
+    class Reader(torch.nn.Module):
+        reads = ('a', )
+
+    tasks = dict(aa_reader=Reader(), mlc=torch.nn.Identity(), zz_writer=Writer())
+    assert run_order(tasks, LEGACY_RUN_ORDER) == ('mlc', 'zz_writer', 'aa_reader')
 
 
 def test_reads_and_stages_are_checked_at_build():
     cfg = new_style_model_cfg(tiny_pretrain_cfg('swin', num_classes=12).model)
     tasks = cfg['tasks']
-    early = dict(cfg, tasks=dict(distill=tasks['distill'], mlc=tasks['mlc']),
-                 loss_weights=dict(mlc=0.001, distill=10.))
+    listed_first = dict(cfg, tasks=dict(distill=tasks['distill'], mlc=tasks['mlc']),
+                        loss_weights=dict(mlc=0.001, distill=10.))
+    assert _build(listed_first).task_names == ('mlc', 'distill')  # run after its writer
     with pytest.raises(ValueError, match=r"'distill' reads step.shared\['mlc_tokens'\]"):
-        MODELS.build(early)
-    with pytest.raises(ValueError, match='distill'):
         MODELS.build(dict(cfg, loss_weights=dict(cfg['loss_weights'], mlc=0.)))
     with pytest.raises(ValueError, match="tasks has no 'montage'"):
         MODELS.build(dict(cfg, loss_weights=dict(cfg['loss_weights'], montage=1.)))

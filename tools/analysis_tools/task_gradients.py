@@ -16,7 +16,7 @@ forward and prints, for every task with a weight > 0:
 * ``share``: that norm over the sum of the four norms.
 
 If the model scores more classes than the dataset's dictionary holds (e.g.
-``--cfg-options model.mlc_head.num_classes=11166`` on the demo world), the
+``--cfg-options model.tasks.mlc.num_classes=11166`` on the demo world), the
 targets are zero-padded: the extra classes are negatives of every image. The measurement lives
 in :mod:`hvp_mtl.apis.task_gradients`.
 """

@@ -44,7 +44,7 @@ def _worker(rank: int, world: int, port: int, args, queue) -> None:
                             rank=rank, world_size=world)
     cfg = load_config(args.backbone)
     cfg.model.backbone.img_size = args.size
-    cfg.model.mlc_head.num_classes = args.num_classes
+    cfg.model.tasks.mlc.num_classes = args.num_classes
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()

@@ -126,7 +126,7 @@ def main() -> None:
     args.train_iters = args.train_iters or (3 if cpu else 200)
     torch.backends.cuda.matmul.allow_tf32 = True
     cfg = load_config('tiny' if cpu else 'swin-b')
-    args.num_classes = cfg.model.mlc_head.num_classes  # 11,166 as shipped
+    args.num_classes = cfg.model.tasks.mlc.num_classes  # 11,166 as shipped
     torch.manual_seed(0)
     batch = make_batch(cfg, Namespace(**vars(args), channels_last=False))
     env = dict(device=torch.cuda.get_device_name() if not cpu else 'CPU',

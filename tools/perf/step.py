@@ -187,7 +187,7 @@ def main():
 
     cfg = load_config(args.backbone, args.cfg_options)
     args.size = args.size or PRESETS[args.backbone]['size']
-    args.num_classes = args.num_classes or cfg.model.mlc_head.num_classes
+    args.num_classes = args.num_classes or cfg.model.tasks.mlc.num_classes
     torch.manual_seed(0)
     batch = make_batch(cfg, args)
     built = {}

@@ -81,8 +81,7 @@ def arch_options(arch, config):
     widths = [c, 2 * c, 4 * c, 8 * c]
     opts = [f'model.backbone.arch.{k}={v}'.replace(' ', '') for k, v in spec.items()]
     if config == 'hvp':
-        opts += [f'model.{h}.in_channels={widths[-1]}' for h in ('mlc_head', 'swav_head',
-                                                               'mim_head')]
+        opts += [f'model.tasks.{t}.in_channels={widths[-1]}' for t in ('mim', 'swav', 'mlc')]
     elif config == 'mcl':
         opts += [f'model.neck.in_channels={widths}'.replace(' ', '')]
     elif config == 'cls':

@@ -130,7 +130,7 @@ class Demo:
         if checkpoint_interval:
             opts.append('default_hooks.checkpoint.max_keep_ckpts=-1')
         if method == 'hvp':
-            opts.append(f'model.swav_head.freeze_prototypes_iters={max(1, iters // 15)}')
+            opts.append(f'model.tasks.swav.freeze_prototypes_iters={max(1, iters // 15)}')
             # the objectives against their baselines at 0, 1/3, 2/3 and the end
             opts.append(f'custom_hooks.0.interval={max(1, iters // 3)}')
         opts += [f'model.loss_weights.{k}={v}' for k, v in (loss_weights or {}).items()]

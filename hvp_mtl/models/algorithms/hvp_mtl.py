@@ -9,10 +9,10 @@ from mmpretrain.structures import DataSample
 
 from ..builder import build_module
 from ..protocols import AfterTrainStep, BatchExtender, PretrainTask, TaskStep, TeacherShadowed
-from .legacy_args import LEGACY_ARGS, tasks_from_legacy
+from .legacy_args import LEGACY_ARGS, LEGACY_RUN_ORDER, tasks_from_legacy
 from .loss_weights import parse_loss_weights
 from .momentum_teacher import MomentumTeacher
-from .task_plan import plan_tasks
+from .task_plan import plan_tasks, run_order
 
 __all__ = ['HVPMTL']
 
@@ -60,8 +60,11 @@ class HVPMTL(BaseSelfSupervisor):
     Args:
         backbone (dict): ``MaskedSwinTransformer`` / ``MaskedViT`` config
             (ViT with ``out_type='featmap'``).
-        tasks (dict): ``{name: task module config}``, run in this order; each
-            built as ``{name}_head`` with weight ``loss_weights[name]``. What a
+        tasks (dict): ``{name: task module config}``; each built as
+            ``{name}_head`` with weight ``loss_weights[name]``. They run in
+            dependency order, ties in the paper's order (mim, swav, mlc,
+            distill, montage), then by name: not in the dict's order, which
+            mmengine's config dump sorts (``task_plan.run_order``). What a
             task needs (the mask, stages, the teacher, an earlier task's
             output) it declares itself (``TaskNeeds``, models/protocols.py).
         loss_weights (dict): Task weights; the paper's tasks default to its
@@ -111,13 +114,15 @@ class HVPMTL(BaseSelfSupervisor):
             pretrained=pretrained,
             init_cfg=init_cfg)
         self.loss_weights = weights
-        self.task_names = tuple(name for name in tasks if weights[name] > 0)
+        enabled = [name for name in tasks if weights[name] > 0]
         # registered in the order of ``weights`` (the known tasks', then the others'),
         # whatever order they run in: the same state-dict keys and optimizer parameters for
         # any order of ``tasks``
         for name in weights:
-            module = build_module(tasks[name]) if name in self.task_names else None
+            module = build_module(tasks[name]) if name in enabled else None
             setattr(self, f'{name}_head', module)
+        self.task_names = run_order({name: getattr(self, f'{name}_head') for name in enabled},
+                                    LEGACY_RUN_ORDER)
         self.plan = plan_tasks(self.tasks, tuple(getattr(self.backbone, 'out_indices', ())))
         if not self.plan.mask and isinstance(
                 getattr(self.backbone, 'mask_token', None), nn.Parameter):

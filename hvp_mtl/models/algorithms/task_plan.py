@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from ..protocols import TaskNeeds, TeacherShadowed, task_needs
 
-__all__ = ['TaskPlan', 'plan_tasks']
+__all__ = ['TaskPlan', 'plan_tasks', 'run_order']
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,35 @@ class TaskPlan:
     teacher: bool
     teacher_views: Tuple[int, ...]
     shadows: Tuple[str, ...]
+
+
+def run_order(tasks: Dict[str, nn.Module], rank: Sequence[str]) -> Tuple[str, ...]:
+    """The order the enabled tasks run in, whatever the order of the ``tasks`` dict.
+
+    Each task runs after the tasks whose ``step.shared`` keys it reads; among the tasks ready
+    to run, those named in ``rank`` go first, in its order, then the others by name. The
+    order depends on the set of tasks only, not on the dict's order, which mmengine's config
+    dump sorts (a ``config.py`` saved into the work dir must build the same step).
+
+    Args:
+        tasks (dict[str, nn.Module]): The enabled tasks.
+        rank (Sequence[str]): The built-in tasks' order (``LEGACY_RUN_ORDER``).
+
+    Returns:
+        tuple[str]: The names, in run order. A read no task writes, or a cycle, is left to
+        :func:`plan_tasks` to report.
+    """
+    needs = {name: task_needs(task) for name, task in tasks.items()}
+    writers = {key: name for name, need in needs.items() for key in need.writes}
+    pending = sorted(tasks, key=lambda n: (rank.index(n) if n in rank else len(rank), n))
+    order: list = []
+    while pending:
+        ready = [n for n in pending
+                 if all(writers.get(key) in (None, n, *order) for key in needs[n].reads)]
+        name = (ready or pending)[0]
+        order.append(name)
+        pending.remove(name)
+    return tuple(order)
 
 
 def plan_tasks(tasks: Dict[str, nn.Module], out_indices: Sequence[int]) -> TaskPlan:
