@@ -46,6 +46,7 @@ from hvp_mtl.apis.demo import (
     update_generated_blocks,
 )
 from hvp_mtl.apis.demo.cause import plot_cause, render_cause, run_cause, write_cause
+from hvp_mtl.apis.demo.finetune_study import run_finetune_study
 from hvp_mtl.apis.demo.learning_curve import (
     plot_learning_curve,
     render_learning_curve,
@@ -93,6 +94,15 @@ def parse_args(argv=None):
     parser.add_argument('--cause-arms', nargs='+',
                         help='only these arms of --cause (processes with different arms can '
                         'share one work dir; a final call without it writes the file)')
+    parser.add_argument('--finetune-study', action='store_true',
+                        help='instead of the tables: the fine-tune study of seed --first-seed '
+                        '(docs/RESULTS.md): the schedule rule, the lr rule per arm on a '
+                        'held-out part of train, all of train, 10 and 50 images per class, '
+                        'LP-FT; random init and the HVP-MTL export; writes '
+                        'finetune_seed<seed>.json')
+    parser.add_argument('--shard', default='0/1', metavar='I/N',
+                        help='with --finetune-study: run every N-th run from the I-th (N '
+                        'processes on one work dir split each phase and wait for each other)')
     parser.add_argument('--curve-worlds', nargs='+', choices=['colour', 'gray'],
                         default=['colour', 'gray'], help='the worlds of --learning-curve')
     parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'demo'))
@@ -157,6 +167,22 @@ def cause(args, argv):
     return 0
 
 
+def finetune_study(args, argv):
+    """``--finetune-study``: the three phases at seed ``--first-seed``, then its json."""
+    data = args.data_root or osp.join(ROOT, 'data', 'demo', 'default')
+    demo = Demo(args.work_dir, data, 'default', args.force, args.tensorboard)
+    os.makedirs(demo.work_dir, exist_ok=True)
+    index, count = (int(v) for v in args.shard.split('/'))
+    found = run_finetune_study(demo, args.first_seed, (index, count))
+    if index:
+        return 0
+    out = osp.join(args.work_dir, f'finetune_seed{args.first_seed}.json')
+    meta = dict(command='python demo/run_demo.py ' + ' '.join(argv), commit=git_commit())
+    write_atomic(out, json.dumps(dict(meta, study=found), indent=1) + '\n')
+    print(json.dumps(found, indent=1))
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -170,6 +196,8 @@ def main(argv=None):
         return learning_curve(args, argv)
     if args.cause:
         return cause(args, argv)
+    if args.finetune_study:
+        return finetune_study(args, argv)
     suffix = '' if args.world == 'colour' else f'_{args.world}'
     data = args.data_root or osp.join(ROOT, 'data', 'demo', args.size + suffix)
     demo = Demo(args.work_dir, data, args.size, args.force, args.tensorboard, args.world)

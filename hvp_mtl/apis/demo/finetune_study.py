@@ -1,0 +1,181 @@
+"""The fine-tune study of the evidence protocol (docs/RESULTS.md, "Fine-tunes"), one seed.
+
+``demo/run_demo.py --finetune-study`` fine-tunes the demo's classification config from random
+initialisation and from the HVP-MTL export (the cause study's full arm at 1,000 iterations, EMA
+teacher: the default export) by the rules of :mod:`.finetune_protocol`, in three phases:
+
+1. **schedule**: random init at lr 1e-3 (the config's) for each of :data:`SCHEDULES` epochs on
+   the fit part of train, held-out top-1 after every epoch; the HVP-MTL arm at the longest, for
+   its curve. :func:`choose_schedule` picks the epochs ``E``.
+2. **selection**: for every regime (all of train; 10 and 50 images per class of the fit part;
+   LP-FT), every arm and every lr of :data:`LR_GRID`: ``E`` epochs (LP-FT: ``E // 4`` epochs of
+   the head on the frozen backbone, then ``E`` of everything) on the fit part or its subset,
+   held-out top-1 at the end; :func:`choose_lr` per arm and regime.
+3. **final**: each arm and regime at its lr, trained on all of train (the low-label rows: the
+   same subset), evaluated once on val.
+
+Processes with different ``shard`` (``i/n``) split each phase's runs and wait for each other
+between phases. The files are read back by :func:`read_finetune_study`.
+"""
+import os.path as osp
+import time
+
+from hvp_mtl.apis.work_dir_logs import evaluations, latest_metric
+
+from .cause import arm_dir, run_cause
+from .finetune_protocol import (
+    LOW_LABEL_PER_CLASS,
+    LR_GRID,
+    SCHEDULES,
+    choose_lr,
+    choose_schedule,
+    per_class_subset,
+    protocol_options,
+    read_ann,
+    stratified_split,
+    write_ann,
+)
+
+__all__ = ['STUDY_ARMS', 'REGIMES', 'SCHEDULE_LR', 'run_finetune_study', 'read_finetune_study']
+
+STUDY_ARMS = dict(random='random init', hvp='HVP-MTL (1,000 it, EMA teacher)')
+REGIMES = dict(full='all of train', **{f'low{n}': f'{n} images per class'
+                                       for n in LOW_LABEL_PER_CLASS}, lpft='LP-FT, all of train')
+#: the lr of the schedule rule's runs (the demo config's)
+SCHEDULE_LR = 1e-3
+KEY = 'accuracy/top1'
+
+
+def study_dir(work_dir, seed):
+    return osp.join(work_dir, 'finetune_study', f'seed_{seed}')
+
+
+def splits(demo, seed):
+    """``{name: list file}``: train, its fit and held-out parts, the low-label subsets of fit."""
+    base = osp.join(study_dir(demo.work_dir, seed), 'splits')
+    train = osp.join(demo.data, 'cls', 'meta', 'train.txt')
+    fit, held = stratified_split(read_ann(train), seed=seed)
+    out = dict(train=train, fit=write_ann(fit, osp.join(base, 'fit.txt')),
+               held=write_ann(held, osp.join(base, 'held.txt')))
+    for n in LOW_LABEL_PER_CLASS:
+        out[f'low{n}'] = write_ann(per_class_subset(fit, n, seed), osp.join(base, f'low{n}.txt'))
+    return out
+
+
+def run_dir(work_dir, seed, arm, regime, stage, lr, epochs):
+    return osp.join(study_dir(work_dir, seed), arm, regime, f'{stage}_lr{lr:g}_e{epochs}')
+
+
+class _Study:
+    """The runs of one seed; ``jobs`` of a phase are ``(arm, regime, stage, lr, epochs)``."""
+
+    def __init__(self, demo, seed, shard):
+        self.demo, self.seed, self.shard = demo, seed, shard
+        self.ann = splits(demo, seed)
+        backbone = osp.join(arm_dir(demo.work_dir, seed, 'full'), 'backbone_teacher_iter1000.pth')
+        if not osp.isfile(backbone):  # the cause study's full arm (skipped when it is done)
+            run_cause(demo, seed, ['full'])
+        self.backbones = dict(random=None, hvp=backbone)
+
+    def work(self, arm, regime, stage, lr, epochs):
+        return run_dir(self.demo.work_dir, self.seed, arm, regime, stage, lr, epochs)
+
+    def one(self, arm, regime, stage, lr, epochs):
+        """One run (LP-FT: its two stages); ``stage`` select (held-out) or final (val)."""
+        train = self.ann['train' if stage == 'final' and regime in ('full', 'lpft')
+                         else 'fit' if regime in ('full', 'lpft') else regime]
+        held = dict(eval_ann=self.ann['held'], eval_prefix='train') if stage == 'select' else {}
+        work, backbone = self.work(arm, regime, stage, lr, epochs), self.backbones[arm]
+        name = f'ft s{self.seed} {arm} {regime} {stage} lr{lr:g} e{epochs}'
+        load = {}
+        if regime == 'lpft':
+            probe_work = work + '_lp'
+            opts = protocol_options(train, max(2, epochs // 4), lr, linear_probe=True, **held)
+            self.demo.finetune(name + ' lp', 'cls', probe_work, backbone, self.seed, 'demo',
+                               opts)
+            with open(osp.join(probe_work, 'last_checkpoint'), encoding='utf-8') as f:
+                load = dict(load_from=f.read().strip())
+        opts = protocol_options(train, epochs, lr, **held, **load)
+        if stage == 'select':
+            opts.append('train_cfg.val_interval=1')  # the held-out curve
+        self.demo.finetune(name, 'cls', work, None if load else backbone, self.seed, 'demo',
+                           opts)
+
+    def phase(self, jobs, timeout=6 * 3600):
+        """This shard's part of ``jobs``, then wait until every job of the phase is done."""
+        index, count = self.shard
+        for job in jobs[index::count]:
+            self.one(*job)
+        markers = [osp.join(self.work(*job), 'last_checkpoint') for job in jobs]
+        start = time.time()
+        while not all(osp.isfile(m) for m in markers):
+            if time.time() - start > timeout:
+                missing = [m for m in markers if not osp.isfile(m)]
+                raise TimeoutError(f'runs of other shards not done after {timeout} s: {missing}')
+            time.sleep(10)
+
+    def held(self, *job):
+        value, _ = latest_metric(self.work(*job), KEY)
+        return value
+
+
+def run_finetune_study(demo, seed=0, shard=(0, 1)):
+    """Run the three phases (finished runs are skipped); returns :func:`read_finetune_study`."""
+    demo.make_world()
+    study = _Study(demo, seed, shard)
+    longest = max(SCHEDULES)
+    study.phase([('random', 'full', 'select', SCHEDULE_LR, e) for e in sorted(SCHEDULES)[::-1]]
+                + [('hvp', 'full', 'select', SCHEDULE_LR, longest)])
+    epochs, _ = choose_schedule({e: study.held('random', 'full', 'select', SCHEDULE_LR, e)
+                                 for e in SCHEDULES})
+    study.phase([(arm, regime, 'select', lr, epochs) for regime in REGIMES
+                 for arm in STUDY_ARMS for lr in LR_GRID])
+    finals = []
+    for regime in REGIMES:
+        for arm in STUDY_ARMS:
+            lr = choose_lr({lr: study.held(arm, regime, 'select', lr, epochs) for lr in LR_GRID})
+            finals.append((arm, regime, 'final', lr, epochs))
+    study.phase(finals)
+    return read_finetune_study(demo.work_dir, seed)
+
+
+def _curve(work):
+    """Held-out top-1 after each epoch of one run (its validations in order)."""
+    return [round(r['metrics'][KEY], 2) for r in evaluations(work) if KEY in r['metrics']]
+
+
+def read_finetune_study(work_dir, seed=0):
+    """The study's numbers of one seed (``None`` where a run is missing).
+
+    Returns:
+        dict: ``schedule`` (held-out top-1 per epochs of the rule's runs, the chosen epochs and
+        why), ``curves`` (``{arm: {epochs: [held-out top-1 per epoch]}}``, lr 1e-3) and
+        ``regimes`` (``{regime: {arm: {grid: {lr: held-out}, lr, val_top1}}}``).
+    """
+    def held(arm, regime, lr, epochs):
+        value, _ = latest_metric(run_dir(work_dir, seed, arm, regime, 'select', lr, epochs), KEY)
+        return value
+
+    rule = {e: held('random', 'full', SCHEDULE_LR, e) for e in SCHEDULES}
+    out = dict(seed=seed, schedule_lr=SCHEDULE_LR, schedule=dict(heldout=rule), curves={},
+               regimes={})
+    for arm in STUDY_ARMS:
+        out['curves'][arm] = {
+            e: _curve(run_dir(work_dir, seed, arm, 'full', 'select', SCHEDULE_LR, e))
+            for e in SCHEDULES}
+    if any(v is None for v in rule.values()):
+        return out
+    epochs, why = choose_schedule(rule)
+    out['schedule'].update(epochs=epochs, why=why)
+    for regime, label in REGIMES.items():
+        rows = dict(label=label)
+        for arm in STUDY_ARMS:
+            grid = {lr: held(arm, regime, lr, epochs) for lr in LR_GRID}
+            row = dict(grid={f'{lr:g}': v for lr, v in grid.items()}, lr=None, val_top1=None)
+            if all(v is not None for v in grid.values()):
+                row['lr'] = choose_lr(grid)
+                row['val_top1'], _ = latest_metric(
+                    run_dir(work_dir, seed, arm, regime, 'final', row['lr'], epochs), KEY)
+            rows[arm] = row
+        out['regimes'][regime] = rows
+    return out
