@@ -46,6 +46,7 @@ from hvp_mtl.apis.demo import (
     update_generated_blocks,
 )
 from hvp_mtl.apis.demo.cause import plot_cause, render_cause, run_cause, write_cause
+from hvp_mtl.apis.demo.finetune_report import plot_finetune_curves, render_finetune_study
 from hvp_mtl.apis.demo.finetune_study import run_finetune_study
 from hvp_mtl.apis.demo.learning_curve import (
     plot_learning_curve,
@@ -179,7 +180,10 @@ def finetune_study(args, argv):
     out = osp.join(args.work_dir, f'finetune_seed{args.first_seed}.json')
     meta = dict(command='python demo/run_demo.py ' + ' '.join(argv), commit=git_commit())
     write_atomic(out, json.dumps(dict(meta, study=found), indent=1) + '\n')
-    print(json.dumps(found, indent=1))
+    with open(out, encoding='utf-8') as f:
+        written = json.load(f)
+    plot_finetune_curves(written, osp.join(args.work_dir, f'finetune_seed{args.first_seed}.png'))
+    print(render_finetune_study(written))
     return 0
 
 

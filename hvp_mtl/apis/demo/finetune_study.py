@@ -19,10 +19,11 @@ between phases. The files are read back by :func:`read_finetune_study`.
 """
 import os.path as osp
 import time
+from typing import NamedTuple, Tuple
 
 from hvp_mtl.apis.work_dir_logs import evaluations, latest_metric
 
-from .cause import arm_dir, run_cause
+from .cause import CAUSE_ITERS, arm_dir, run_cause
 from .finetune_protocol import (
     LOW_LABEL_PER_CLASS,
     LR_GRID,
@@ -36,28 +37,40 @@ from .finetune_protocol import (
     write_ann,
 )
 
-__all__ = ['STUDY_ARMS', 'REGIMES', 'SCHEDULE_LR', 'run_finetune_study', 'read_finetune_study']
+__all__ = ['STUDY_ARMS', 'StudyPlan', 'SCHEDULE_LR', 'run_finetune_study', 'read_finetune_study']
 
-STUDY_ARMS = dict(random='random init', hvp='HVP-MTL (1,000 it, EMA teacher)')
-REGIMES = dict(full='all of train', **{f'low{n}': f'{n} images per class'
-                                       for n in LOW_LABEL_PER_CLASS}, lpft='LP-FT, all of train')
+STUDY_ARMS = dict(random='random init', hvp='HVP-MTL (EMA teacher)')
 #: the lr of the schedule rule's runs (the demo config's)
 SCHEDULE_LR = 1e-3
 KEY = 'accuracy/top1'
+
+
+class StudyPlan(NamedTuple):
+    """The study's grids: the protocol's by default (a test runs a smaller one)."""
+    schedules: Tuple[int, ...] = SCHEDULES
+    lr_grid: Tuple[float, ...] = LR_GRID
+    low_label: Tuple[int, ...] = LOW_LABEL_PER_CLASS
+    pretrain_iters: int = max(CAUSE_ITERS)
+
+    @property
+    def regimes(self):
+        """``{regime: label}``: all of train, each low-label size, LP-FT."""
+        return dict(full='all of train', **{f'low{n}': f'{n} images per class'
+                                            for n in self.low_label}, lpft='LP-FT, all of train')
 
 
 def study_dir(work_dir, seed):
     return osp.join(work_dir, 'finetune_study', f'seed_{seed}')
 
 
-def splits(demo, seed):
+def splits(demo, seed, low_label=LOW_LABEL_PER_CLASS):
     """``{name: list file}``: train, its fit and held-out parts, the low-label subsets of fit."""
     base = osp.join(study_dir(demo.work_dir, seed), 'splits')
     train = osp.join(demo.data, 'cls', 'meta', 'train.txt')
     fit, held = stratified_split(read_ann(train), seed=seed)
     out = dict(train=train, fit=write_ann(fit, osp.join(base, 'fit.txt')),
                held=write_ann(held, osp.join(base, 'held.txt')))
-    for n in LOW_LABEL_PER_CLASS:
+    for n in low_label:
         out[f'low{n}'] = write_ann(per_class_subset(fit, n, seed), osp.join(base, f'low{n}.txt'))
     return out
 
@@ -69,12 +82,13 @@ def run_dir(work_dir, seed, arm, regime, stage, lr, epochs):
 class _Study:
     """The runs of one seed; ``jobs`` of a phase are ``(arm, regime, stage, lr, epochs)``."""
 
-    def __init__(self, demo, seed, shard):
+    def __init__(self, demo, seed, shard, plan):
         self.demo, self.seed, self.shard = demo, seed, shard
-        self.ann = splits(demo, seed)
-        backbone = osp.join(arm_dir(demo.work_dir, seed, 'full'), 'backbone_teacher_iter1000.pth')
+        self.ann = splits(demo, seed, plan.low_label)
+        backbone = osp.join(arm_dir(demo.work_dir, seed, 'full'),
+                            f'backbone_teacher_iter{plan.pretrain_iters}.pth')
         if not osp.isfile(backbone):  # the cause study's full arm (skipped when it is done)
-            run_cause(demo, seed, ['full'])
+            run_cause(demo, seed, ['full'], iters=(plan.pretrain_iters, ))
         self.backbones = dict(random=None, hvp=backbone)
 
     def work(self, arm, regime, stage, lr, epochs):
@@ -119,24 +133,25 @@ class _Study:
         return value
 
 
-def run_finetune_study(demo, seed=0, shard=(0, 1)):
+def run_finetune_study(demo, seed=0, shard=(0, 1), plan=StudyPlan()):
     """Run the three phases (finished runs are skipped); returns :func:`read_finetune_study`."""
     demo.make_world()
-    study = _Study(demo, seed, shard)
-    longest = max(SCHEDULES)
-    study.phase([('random', 'full', 'select', SCHEDULE_LR, e) for e in sorted(SCHEDULES)[::-1]]
-                + [('hvp', 'full', 'select', SCHEDULE_LR, longest)])
+    study = _Study(demo, seed, shard, plan)
+    study.phase([('random', 'full', 'select', SCHEDULE_LR, e)
+                 for e in sorted(plan.schedules)[::-1]]
+                + [('hvp', 'full', 'select', SCHEDULE_LR, max(plan.schedules))])
     epochs, _ = choose_schedule({e: study.held('random', 'full', 'select', SCHEDULE_LR, e)
-                                 for e in SCHEDULES})
-    study.phase([(arm, regime, 'select', lr, epochs) for regime in REGIMES
-                 for arm in STUDY_ARMS for lr in LR_GRID])
+                                 for e in plan.schedules})
+    study.phase([(arm, regime, 'select', lr, epochs) for regime in plan.regimes
+                 for arm in STUDY_ARMS for lr in plan.lr_grid])
     finals = []
-    for regime in REGIMES:
+    for regime in plan.regimes:
         for arm in STUDY_ARMS:
-            lr = choose_lr({lr: study.held(arm, regime, 'select', lr, epochs) for lr in LR_GRID})
+            lr = choose_lr({lr: study.held(arm, regime, 'select', lr, epochs)
+                            for lr in plan.lr_grid})
             finals.append((arm, regime, 'final', lr, epochs))
     study.phase(finals)
-    return read_finetune_study(demo.work_dir, seed)
+    return read_finetune_study(demo.work_dir, seed, plan)
 
 
 def _curve(work):
@@ -144,7 +159,7 @@ def _curve(work):
     return [round(r['metrics'][KEY], 2) for r in evaluations(work) if KEY in r['metrics']]
 
 
-def read_finetune_study(work_dir, seed=0):
+def read_finetune_study(work_dir, seed=0, plan=StudyPlan()):
     """The study's numbers of one seed (``None`` where a run is missing).
 
     Returns:
@@ -156,21 +171,21 @@ def read_finetune_study(work_dir, seed=0):
         value, _ = latest_metric(run_dir(work_dir, seed, arm, regime, 'select', lr, epochs), KEY)
         return value
 
-    rule = {e: held('random', 'full', SCHEDULE_LR, e) for e in SCHEDULES}
-    out = dict(seed=seed, schedule_lr=SCHEDULE_LR, schedule=dict(heldout=rule), curves={},
-               regimes={})
+    rule = {e: held('random', 'full', SCHEDULE_LR, e) for e in plan.schedules}
+    out = dict(seed=seed, plan=plan._asdict(), schedule_lr=SCHEDULE_LR,
+               schedule=dict(heldout=rule), curves={}, regimes={})
     for arm in STUDY_ARMS:
         out['curves'][arm] = {
             e: _curve(run_dir(work_dir, seed, arm, 'full', 'select', SCHEDULE_LR, e))
-            for e in SCHEDULES}
+            for e in plan.schedules}
     if any(v is None for v in rule.values()):
         return out
     epochs, why = choose_schedule(rule)
     out['schedule'].update(epochs=epochs, why=why)
-    for regime, label in REGIMES.items():
+    for regime, label in plan.regimes.items():
         rows = dict(label=label)
         for arm in STUDY_ARMS:
-            grid = {lr: held(arm, regime, lr, epochs) for lr in LR_GRID}
+            grid = {lr: held(arm, regime, lr, epochs) for lr in plan.lr_grid}
             row = dict(grid={f'{lr:g}': v for lr, v in grid.items()}, lr=None, val_top1=None)
             if all(v is not None for v in grid.values()):
                 row['lr'] = choose_lr(grid)

@@ -20,6 +20,7 @@ import re
 from hvp_mtl.utils.atomic_io import atomic_write
 
 from .cause import render_cause
+from .finetune_report import render_finetune_study
 from .learning_curve import render_learning_curve
 from .objectives import render_objectives, run_learned, unlearned_supervision_notes
 from .stats import VERDICT_RULE, compare, compare_gains, summarise
@@ -162,9 +163,12 @@ def closing_note(results):
 
 
 def render_results_file(results):
-    """The Markdown of any demo results file: a cause study, a learning curve or tables."""
+    """The Markdown of any demo results file: a cause or fine-tune study, a learning curve or
+    tables."""
     if 'cause' in results:
         return render_cause(results)
+    if 'study' in results:
+        return render_finetune_study(results)
     if 'curve' in results:
         return render_learning_curve(results)
     return render_results(results)

@@ -186,6 +186,9 @@ class Demo:
         opts += list(extra_opts)
         cmd = [PY, 'tools/train.py', self.config(task), '--work-dir', work, '--cfg-options', *opts]
         length = ('iter', self.size[task]) if task == 'seg' else ('epoch', self.size[task])
+        for opt in extra_opts:  # a schedule of the options (the progress bar's length)
+            if opt.startswith(('train_cfg.max_epochs=', 'train_cfg.max_iters=')):
+                length = (length[0], int(opt.split('=', 1)[1]))
         self.run(stage, cmd, osp.join(work, 'last_checkpoint'), work_dir=work, length=length)
 
     def probe(self, stage, out, backbone, seed, arch='demo'):

@@ -1,0 +1,79 @@
+"""The fine-tune study of the evidence protocol: its rendering, and one real tiny run of its three
+phases (schedule rule, lr selection on the held-out part of train, finals on val)."""
+import glob
+import json
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+from hvp_mtl.apis.demo import Demo
+from hvp_mtl.apis.demo.finetune_protocol import choose_schedule
+from hvp_mtl.apis.demo.finetune_report import plot_finetune_curves, render_finetune_study
+from hvp_mtl.apis.demo.finetune_study import StudyPlan, run_dir, run_finetune_study
+from hvp_mtl.apis.demo.report import render_results_file
+
+
+def _row(val, lr, grid):
+    return dict(val_top1=val, lr=lr, grid=grid)
+
+
+def _study():
+    grid = {'0.0003': 40.0, '0.001': 45.0, '0.003': 42.0}
+    return dict(command='python demo/run_demo.py --finetune-study', commit='abcdef0123456',
+                study=dict(seed=0, schedule_lr=1e-3,
+                           schedule=dict(heldout={'16': 60.0, '32': 66.5, '64': 67.0}, epochs=32,
+                                         why='64 epochs gain 0.50 < 1 points over 32'),
+                           curves=dict(random={'16': [20.0, 30.0]}, hvp={'16': [25.0, 31.0]}),
+                           regimes=dict(low10=dict(label='10 images per class',
+                                                   random=_row(30.0, 0.001, grid),
+                                                   hvp=_row(27.5, 0.003, grid)))))
+
+
+def test_the_study_file_renders_its_rule_rows_and_difference(tmp_path):
+    text = render_results_file(_study())
+    assert text == render_finetune_study(_study())
+    assert 'chosen: **32** epochs (64 epochs gain 0.50 < 1 points over 32)' in text
+    assert '| 10 images per class | 30.00 (0.001) | 27.50 (0.003) | -2.50 |' in text
+    assert 'commit abcdef0123' in text
+    out = plot_finetune_curves(_study(), str(tmp_path / 'curves.png'))
+    assert osp.getsize(out) > 1000
+
+
+def _dumped(work):
+    return Config.fromfile(sorted(glob.glob(osp.join(work, '*.py')))[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_tiny_study_chooses_on_held_out_and_evaluates_the_finals_on_val(tmp_path):
+    plan = StudyPlan(schedules=(2, 3), lr_grid=(1e-3, ), low_label=(2, ), pretrain_iters=2)
+    demo = Demo(str(tmp_path / 'work'), str(tmp_path / 'data'), 'tiny')
+    found = run_finetune_study(demo, 0, plan=plan)
+    work = demo.work_dir
+    rule = found['schedule']['heldout']
+    assert found['schedule']['epochs'] == choose_schedule(rule)[0]
+    epochs = found['schedule']['epochs']
+    assert [len(c) for c in found['curves']['random'].values()] == [2, 3]  # held-out every epoch
+    assert len(found['curves']['hvp'][3]) == 3
+    assert set(found['regimes']) == {'full', 'low2', 'lpft'}
+    held = osp.join(work, 'finetune_study', 'seed_0', 'splits', 'held.txt')
+    for regime, rows in found['regimes'].items():
+        for arm in ('random', 'hvp'):
+            assert rows[arm]['lr'] == 1e-3 and 0 <= rows[arm]['val_top1'] <= 100
+            select = _dumped(run_dir(work, 0, arm, regime, 'select', 1e-3, epochs))
+            final = _dumped(run_dir(work, 0, arm, regime, 'final', 1e-3, epochs))
+            # choices on the held-out part of train; the finals once on val, never on held-out
+            assert select.val_dataloader.dataset.ann_file == held
+            assert select.val_dataloader.dataset.data_prefix == 'train'
+            assert final.val_dataloader.dataset.ann_file == 'meta/val.txt'
+            train = osp.basename(final.train_dataloader.dataset.ann_file)
+            assert train == {'low2': 'low2.txt'}.get(regime, 'train.txt')
+            assert osp.basename(select.train_dataloader.dataset.ann_file) == (
+                'low2.txt' if regime == 'low2' else 'fit.txt')
+            if regime == 'lpft':
+                assert final.load_from.startswith(
+                    run_dir(work, 0, arm, regime, 'final', 1e-3, epochs) + '_lp')
+    fit = open(osp.join(osp.dirname(held), 'fit.txt')).read().split()[::2]
+    assert not set(fit) & set(open(held).read().split()[::2])
+    assert json.dumps(found)  # a results file can hold it
