@@ -47,7 +47,7 @@ from hvp_mtl.apis.demo import (
 )
 from hvp_mtl.apis.demo.cause import plot_cause, render_cause, run_cause, write_cause
 from hvp_mtl.apis.demo.finetune_report import plot_finetune_curves, render_finetune_study
-from hvp_mtl.apis.demo.finetune_study import run_finetune_study
+from hvp_mtl.apis.demo.finetune_study import StudyPlan, run_finetune_study
 from hvp_mtl.apis.demo.learning_curve import (
     plot_learning_curve,
     render_learning_curve,
@@ -101,6 +101,9 @@ def parse_args(argv=None):
                         'held-out part of train, all of train, 10 and 50 images per class, '
                         'LP-FT; random init and the HVP-MTL export; writes '
                         'finetune_seed<seed>.json')
+    parser.add_argument('--no-lpft', action='store_true',
+                        help='with --finetune-study: leave the LP-FT regime out (about half '
+                        'of the study\'s CPU time)')
     parser.add_argument('--shard', default='0/1', metavar='I/N',
                         help='with --finetune-study: run every N-th run from the I-th (N '
                         'processes on one work dir split each phase and wait for each other)')
@@ -174,7 +177,8 @@ def finetune_study(args, argv):
     demo = Demo(args.work_dir, data, 'default', args.force, args.tensorboard)
     os.makedirs(demo.work_dir, exist_ok=True)
     index, count = (int(v) for v in args.shard.split('/'))
-    found = run_finetune_study(demo, args.first_seed, (index, count))
+    found = run_finetune_study(demo, args.first_seed, (index, count),
+                               StudyPlan(lpft=not args.no_lpft))
     if index:
         return 0
     out = osp.join(args.work_dir, f'finetune_seed{args.first_seed}.json')

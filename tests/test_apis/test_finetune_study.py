@@ -55,6 +55,8 @@ def test_a_tiny_study_chooses_on_held_out_and_evaluates_the_finals_on_val(tmp_pa
     assert found['schedule']['epochs'] == choose_schedule(rule)[0]
     epochs = found['schedule']['epochs']
     assert [len(c) for c in found['curves']['random'].values()] == [2, 3]  # held-out every epoch
+    lpft = run_dir(work, 0, 'random', 'lpft', 'select', 1e-3, epochs)
+    assert _dumped(lpft).train_cfg.val_interval == epochs  # the grid's runs: at the end
     assert len(found['curves']['hvp'][3]) == 3
     assert set(found['regimes']) == {'full', 'low2', 'lpft'}
     held = osp.join(work, 'finetune_study', 'seed_0', 'splits', 'held.txt')

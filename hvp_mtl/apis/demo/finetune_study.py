@@ -10,7 +10,8 @@ teacher: the default export) by the rules of :mod:`.finetune_protocol`, in three
 2. **selection**: for every regime (all of train; 10 and 50 images per class of the fit part;
    LP-FT), every arm and every lr of :data:`LR_GRID`: ``E`` epochs (LP-FT: ``E // 4`` epochs of
    the head on the frozen backbone, then ``E`` of everything) on the fit part or its subset,
-   held-out top-1 at the end; :func:`choose_lr` per arm and regime.
+   held-out top-1 at the end (after every epoch only in the schedule rule's runs: the curves);
+   :func:`choose_lr` per arm and regime.
 3. **final**: each arm and regime at its lr, trained on all of train (the low-label rows: the
    same subset), evaluated once on val.
 
@@ -51,12 +52,14 @@ class StudyPlan(NamedTuple):
     lr_grid: Tuple[float, ...] = LR_GRID
     low_label: Tuple[int, ...] = LOW_LABEL_PER_CLASS
     pretrain_iters: int = max(CAUSE_ITERS)
+    lpft: bool = True
 
     @property
     def regimes(self):
-        """``{regime: label}``: all of train, each low-label size, LP-FT."""
-        return dict(full='all of train', **{f'low{n}': f'{n} images per class'
-                                            for n in self.low_label}, lpft='LP-FT, all of train')
+        """``{regime: label}``: all of train, each low-label size, LP-FT (unless off)."""
+        out = dict(full='all of train', **{f'low{n}': f'{n} images per class'
+                                           for n in self.low_label})
+        return dict(out, lpft='LP-FT, all of train') if self.lpft else out
 
 
 def study_dir(work_dir, seed):
@@ -110,8 +113,8 @@ class _Study:
             with open(osp.join(probe_work, 'last_checkpoint'), encoding='utf-8') as f:
                 load = dict(load_from=f.read().strip())
         opts = protocol_options(train, epochs, lr, **held, **load)
-        if stage == 'select':
-            opts.append('train_cfg.val_interval=1')  # the held-out curve
+        if (regime, stage, lr) == ('full', 'select', SCHEDULE_LR):
+            opts.append('train_cfg.val_interval=1')  # the schedule rule's held-out curve
         self.demo.finetune(name, 'cls', work, None if load else backbone, self.seed, 'demo',
                            opts)
 
