@@ -16,7 +16,7 @@ import json
 import os
 import os.path as osp
 
-from hvp_mtl.utils.atomic_io import atomic_path, atomic_write
+from hvp_mtl.utils.atomic_io import atomic_write
 
 from .learning_curve import read_json
 from .recipes import SIZES, ablation_weights
@@ -128,6 +128,8 @@ def plot_cause(cause, out_file, seed='0', dpi=100):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
+    from hvp_mtl.apis.figures import save_figure_atomically
+
     data = cause[seed]
     keys = (('colour_top2_r2', 'colour R² of the top-2 PCs'), ('rankme', 'RankMe'),
             ('knn_whitened', 'kNN top-1, whitened (%)'))
@@ -143,9 +145,7 @@ def plot_cause(cause, out_file, seed='0', dpi=100):
         ax.set(xscale='log', xlabel='pre-training iteration (batch 32)', title=title)
     axes[0].legend(fontsize=6)
     fig.tight_layout()
-    with atomic_path(out_file) as tmp:
-        fig.savefig(tmp, dpi=dpi, format='png')
-    plt.close(fig)
+    save_figure_atomically(fig, out_file, dpi)
     return out_file
 
 

@@ -1,8 +1,5 @@
 """Bar charts with error bars of a demo results table (mean ± standard deviation over seeds)."""
-import os.path as osp
 import textwrap
-
-from hvp_mtl.utils.atomic_io import atomic_path
 
 from .stats import summarise
 
@@ -24,6 +21,8 @@ def plot_table(table, out_file, dpi=100):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
+    from hvp_mtl.apis.figures import save_figure_atomically
+
     rows, arms = table['rows'], table['arms']
     fig, axes = plt.subplots(1, len(rows), figsize=(2.2 + 1.9 * len(rows), 3.6), squeeze=False)
     colours = plt.get_cmap('tab10').colors
@@ -42,7 +41,5 @@ def plot_table(table, out_file, dpi=100):
         ax.tick_params(axis='y', labelsize=7)
     fig.suptitle(textwrap.fill(table['title'], 40 + 22 * len(rows)), fontsize=9)
     fig.tight_layout()
-    with atomic_path(out_file) as tmp:  # a unique temp name: seed processes may share a work dir
-        fig.savefig(tmp, dpi=dpi, format=osp.splitext(out_file)[1][1:] or 'png')
-    plt.close(fig)
+    save_figure_atomically(fig, out_file, dpi)
     return out_file

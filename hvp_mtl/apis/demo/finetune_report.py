@@ -1,5 +1,4 @@
 """Markdown and chart of a fine-tune study file (``finetune_seed<seed>.json``, key ``study``)."""
-from hvp_mtl.utils.atomic_io import atomic_path
 
 from .finetune_study import STUDY_ARMS
 
@@ -46,6 +45,8 @@ def plot_finetune_curves(results, out_file, dpi=100):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
+    from hvp_mtl.apis.figures import save_figure_atomically
+
     study = results['study']
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for arm, label in STUDY_ARMS.items():
@@ -58,7 +59,5 @@ def plot_finetune_curves(results, out_file, dpi=100):
                  f'(seed {study["seed"]})')
     ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(out_file) as tmp:
-        fig.savefig(tmp, dpi=dpi, format='png')
-    plt.close(fig)
+    save_figure_atomically(fig, out_file, dpi)
     return out_file

@@ -15,7 +15,7 @@ and writes ``learning_curve.json`` and a chart. :func:`choose_budget` picks the 
 import json
 import os.path as osp
 
-from hvp_mtl.utils.atomic_io import atomic_path, atomic_write
+from hvp_mtl.utils.atomic_io import atomic_write
 
 from .recipes import SIZES
 
@@ -122,6 +122,8 @@ def plot_learning_curve(curve, out_file, dpi=100):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
+    from hvp_mtl.apis.figures import save_figure_atomically
+
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9, 3.6))
     colours = dict(colour='tab:red', gray='tab:gray')
     for world, data in curve.items():
@@ -147,9 +149,7 @@ def plot_learning_curve(curve, out_file, dpi=100):
     for ax in (ax0, ax1):
         ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(out_file) as tmp:
-        fig.savefig(tmp, dpi=dpi, format='png')
-    plt.close(fig)
+    save_figure_atomically(fig, out_file, dpi)
     return out_file
 
 
