@@ -45,9 +45,10 @@ from hvp_mtl.apis.demo import (
     table_specs,
     update_generated_blocks,
 )
+from hvp_mtl.apis.demo.arms import ARMS
 from hvp_mtl.apis.demo.cause import plot_cause, render_cause, run_cause, write_cause
 from hvp_mtl.apis.demo.finetune_report import plot_finetune_curves, render_finetune_study
-from hvp_mtl.apis.demo.finetune_study import StudyPlan, run_finetune_study
+from hvp_mtl.apis.demo.finetune_study import StudyPlan, read_finetune_study, run_finetune_study
 from hvp_mtl.apis.demo.learning_curve import (
     plot_learning_curve,
     render_learning_curve,
@@ -104,6 +105,9 @@ def parse_args(argv=None):
     parser.add_argument('--no-lpft', action='store_true',
                         help='with --finetune-study: leave the LP-FT regime out (about half '
                         'of the study\'s CPU time)')
+    parser.add_argument('--study-arms', nargs='+', choices=list(ARMS), default=['random', 'hvp'],
+                        help='with --finetune-study: the arms (random first; the peers are '
+                        'pre-trained for the study budget, the cause study\'s arms reused)')
     parser.add_argument('--shard', default='0/1', metavar='I/N',
                         help='with --finetune-study: run every N-th run from the I-th (N '
                         'processes on one work dir split each phase and wait for each other)')
@@ -177,8 +181,11 @@ def finetune_study(args, argv):
     demo = Demo(args.work_dir, data, 'default', args.force, args.tensorboard)
     os.makedirs(demo.work_dir, exist_ok=True)
     index, count = (int(v) for v in args.shard.split('/'))
-    found = run_finetune_study(demo, args.first_seed, (index, count),
-                               StudyPlan(lpft=not args.no_lpft))
+    plan = StudyPlan(lpft=not args.no_lpft, arms=tuple(args.study_arms))
+    if args.report_only:  # what is there so far ('not run' where a run is missing)
+        found = read_finetune_study(demo.work_dir, args.first_seed, plan)
+    else:
+        found = run_finetune_study(demo, args.first_seed, (index, count), plan)
     if index:
         return 0
     out = osp.join(args.work_dir, f'finetune_seed{args.first_seed}.json')

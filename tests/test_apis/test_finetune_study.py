@@ -8,6 +8,7 @@ import pytest
 from mmengine.config import Config
 
 from hvp_mtl.apis.demo import Demo
+from hvp_mtl.apis.demo.arms import arm_probe, prepare_arm
 from hvp_mtl.apis.demo.finetune_protocol import choose_schedule
 from hvp_mtl.apis.demo.finetune_report import plot_finetune_curves, render_finetune_study
 from hvp_mtl.apis.demo.finetune_study import StudyPlan, run_dir, run_finetune_study
@@ -20,11 +21,15 @@ def _row(val, lr, grid):
 
 def _study():
     grid = {'0.0003': 40.0, '0.001': 45.0, '0.003': 42.0}
+    probe = dict(rankme=6.5, top5_share=0.977, colour_top2_r2=0.949, colour_total_r2=0.856,
+                 linear=52.75, knn_raw=30.5, knn_whitened=53.75)
     return dict(command='python demo/run_demo.py --finetune-study', commit='abcdef0123456',
-                study=dict(seed=0, schedule_lr=1e-3,
+                study=dict(seed=0, schedule_lr=1e-3, arms=dict(random='random init',
+                                                               hvp='HVP-MTL (EMA teacher)'),
                            schedule=dict(heldout={'16': 60.0, '32': 66.5, '64': 67.0}, epochs=32,
                                          why='64 epochs gain 0.50 < 1 points over 32'),
                            curves=dict(random={'16': [20.0, 30.0]}, hvp={'16': [25.0, 31.0]}),
+                           probes=dict(random=None, hvp=probe),
                            regimes=dict(low10=dict(label='10 images per class',
                                                    random=_row(30.0, 0.001, grid),
                                                    hvp=_row(27.5, 0.003, grid)))))
@@ -34,7 +39,11 @@ def test_the_study_file_renders_its_rule_rows_and_difference(tmp_path):
     text = render_results_file(_study())
     assert text == render_finetune_study(_study())
     assert 'chosen: **32** epochs (64 epochs gain 0.50 < 1 points over 32)' in text
-    assert '| 10 images per class | 30.00 (0.001) | 27.50 (0.003) | -2.50 |' in text
+    assert ('| 10 images per class | HVP-MTL (EMA teacher) | 27.50 | -2.50 | 0.003 | 0.0003: '
+            '40.00, 0.001: 45.00, 0.003: 42.00 |') in text
+    assert '| 10 images per class | random init | 30.00 | - | 0.001 |' in text
+    assert '| HVP-MTL (EMA teacher) | 6.5 | 0.977 | 0.949 | 0.856 | 52.75 | 30.50 | 53.75 |' in text
+    assert '| random init | not run |' in text
     assert 'commit abcdef0123' in text
     out = plot_finetune_curves(_study(), str(tmp_path / 'curves.png'))
     assert osp.getsize(out) > 1000
@@ -79,3 +88,17 @@ def test_a_tiny_study_chooses_on_held_out_and_evaluates_the_finals_on_val(tmp_pa
     fit = open(osp.join(osp.dirname(held), 'fit.txt')).read().split()[::2]
     assert not set(fit) & set(open(held).read().split()[::2])
     assert json.dumps(found)  # a results file can hold it
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.parametrize('arm', ['simmim', 'swav'])
+def test_mmpretrain_peers_pretrain_export_and_probe_on_the_demo_backbone(tmp_path, arm):
+    """mmpretrain's own algorithm through its inherited config: a real pre-training, the export
+    loads into the demo's classification backbone (the probe builds it), its probe rows."""
+    demo = Demo(str(tmp_path / 'work'), str(tmp_path / 'data'), 'tiny')
+    demo.make_world()
+    backbone = prepare_arm(demo, 0, arm, 2)
+    probe = json.loads(open(arm_probe(demo.work_dir, 0, arm, 2)).read())
+    assert probe['checkpoint'] == backbone
+    assert probe['representation']['rankme'] >= 1.0 and 0 <= probe['linear']['top1'] <= 100

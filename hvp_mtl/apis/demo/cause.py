@@ -83,7 +83,8 @@ def run_cause(demo, seed=0, arms=None, iters=CAUSE_ITERS):
     return read_cause(demo.work_dir, [seed], arms, iters)
 
 
-def _row(probe):
+def probe_row(probe):
+    """The cause study's numbers of one probe file's dict (``None`` stays ``None``)."""
     if probe is None:
         return None
     row = {k: probe['representation'][k] for k in PROBE_ROWS}
@@ -107,10 +108,10 @@ def read_cause(work_dir, seeds=(0, ), arms=None, iters=CAUSE_ITERS):
             weights = cause_weights(arm)
             where = arm_dir(work_dir, seed, arm)
             points = [dict(iters=it, **{
-                w: _row(read_json(osp.join(where, f'probe_{w}_iter{it}.json')))
+                w: probe_row(read_json(osp.join(where, f'probe_{w}_iter{it}.json')))
                 for w in exports_of(weights)}) for it in iters]
             arms_out[arm] = dict(label=CAUSE_ARMS[arm], loss_weights=weights, points=points)
-        out[str(seed)] = dict(random=_row(read_json(osp.join(base, 'probe_random.json'))),
+        out[str(seed)] = dict(random=probe_row(read_json(osp.join(base, 'probe_random.json'))),
                               arms=arms_out)
     return out
 

@@ -1,8 +1,9 @@
 """Markdown and chart of a fine-tune study file (``finetune_seed<seed>.json``, key ``study``)."""
 
-from .finetune_study import STUDY_ARMS
-
 __all__ = ['render_finetune_study', 'plot_finetune_curves']
+
+PROBE_COLUMNS = (('rankme', 1), ('top5_share', 3), ('colour_top2_r2', 3), ('colour_total_r2', 3),
+                 ('linear', 2), ('knn_raw', 2), ('knn_whitened', 2))
 
 
 def _fmt(value, digits=2):
@@ -10,30 +11,33 @@ def _fmt(value, digits=2):
 
 
 def render_finetune_study(results):
-    """The schedule rule's line, one row per regime (val top-1 and chosen lr of each arm, the
-    held-out grid), the difference HVP-MTL − random init."""
+    """The schedule rule's line; one row per regime and arm (val top-1, its difference from
+    random init, the chosen lr, the held-out grid); the arms' frozen-feature probes."""
     study = results['study']
-    schedule = study['schedule']
+    schedule, arms = study['schedule'], study['arms']
     held = ', '.join(f'{e} epochs {_fmt(v)}' for e, v in schedule['heldout'].items())
     why = schedule.get('why', "the rule's runs are not all there")
     lines = [f'#### Fine-tunes by the protocol (seed {study["seed"]})', '',
              f'Schedule rule (random init, lr {study["schedule_lr"]:g}, held-out top-1): {held}; '
-             f'chosen: **{schedule.get("epochs", "not decided")}** epochs '
-             f'({why}).', '',
-             '| regime | ' + ' | '.join(f'{label}: val top-1 (lr)' for label in
-                                       STUDY_ARMS.values())
-             + ' | HVP-MTL − random | held-out top-1 per lr (random; HVP-MTL) |',
-             '|' + '---|' * (len(STUDY_ARMS) + 3)]
+             f'chosen: **{schedule.get("epochs", "not decided")}** epochs ({why}).', '',
+             '| regime | arm | val top-1 | − random init | lr | held-out top-1 per lr |',
+             '|---|---|---|---|---|---|']
     for rows in study['regimes'].values():
-        cells, values = [], []
-        for arm in STUDY_ARMS:
+        base = rows['random']['val_top1']
+        for arm, label in arms.items():
             row = rows[arm]
-            values.append(row['val_top1'])
-            cells.append(f'{_fmt(row["val_top1"])} ({row["lr"]:g})' if row['lr'] else 'not run')
-        diff = (f'{values[1] - values[0]:+.2f}' if None not in values else '-')
-        grids = '; '.join(', '.join(f'{lr}: {_fmt(v)}' for lr, v in rows[arm]['grid'].items())
-                          for arm in STUDY_ARMS)
-        lines.append(f'| {rows["label"]} | ' + ' | '.join(cells) + f' | {diff} | {grids} |')
+            diff = ('-' if arm == 'random' or None in (base, row['val_top1'])
+                    else f'{row["val_top1"] - base:+.2f}')
+            grid = ', '.join(f'{lr}: {_fmt(v)}' for lr, v in row['grid'].items())
+            lr = f'{row["lr"]:g}' if row['lr'] else '-'
+            lines.append(f'| {rows["label"]} | {label} | {_fmt(row["val_top1"])} | {diff} | '
+                         f'{lr} | {grid} |')
+    lines += ['', '| arm (frozen backbone) | RankMe | top-5 share | colour R² top-2 PCs | colour '
+              'R² all | linear probe | kNN raw | kNN whitened |', '|' + '---|' * 8]
+    for arm, label in arms.items():
+        probe = study['probes'].get(arm)
+        cells = [_fmt(probe and probe[k], d) for k, d in PROBE_COLUMNS]
+        lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
     lines += ['', f'Command: `{results.get("command", "")}` (commit '
               f'{results.get("commit", "")[:10]}).']
     return '\n'.join(lines) + '\n'
@@ -49,8 +53,8 @@ def plot_finetune_curves(results, out_file, dpi=100):
 
     study = results['study']
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for arm, label in STUDY_ARMS.items():
-        for epochs, curve in study['curves'][arm].items():
+    for arm, label in study['arms'].items():
+        for epochs, curve in study['curves'].get(arm, {}).items():
             if curve:
                 ax.plot(range(1, len(curve) + 1), curve, '-' if arm == 'hvp' else '--',
                         label=f'{label}, {epochs}-epoch schedule')

@@ -24,7 +24,8 @@ from typing import NamedTuple, Tuple
 
 from hvp_mtl.apis.work_dir_logs import evaluations, latest_metric
 
-from .cause import CAUSE_ITERS, arm_dir, run_cause
+from .arms import ARMS, arm_backbone, arm_probe, prepare_arm
+from .cause import CAUSE_ITERS, probe_row
 from .finetune_protocol import (
     LOW_LABEL_PER_CLASS,
     LR_GRID,
@@ -37,10 +38,10 @@ from .finetune_protocol import (
     stratified_split,
     write_ann,
 )
+from .learning_curve import read_json
 
-__all__ = ['STUDY_ARMS', 'StudyPlan', 'SCHEDULE_LR', 'run_finetune_study', 'read_finetune_study']
+__all__ = ['StudyPlan', 'SCHEDULE_LR', 'run_finetune_study', 'read_finetune_study']
 
-STUDY_ARMS = dict(random='random init', hvp='HVP-MTL (EMA teacher)')
 #: the lr of the schedule rule's runs (the demo config's)
 SCHEDULE_LR = 1e-3
 KEY = 'accuracy/top1'
@@ -53,6 +54,8 @@ class StudyPlan(NamedTuple):
     low_label: Tuple[int, ...] = LOW_LABEL_PER_CLASS
     pretrain_iters: int = max(CAUSE_ITERS)
     lpft: bool = True
+    #: keys of :data:`.arms.ARMS`; random init first (the schedule rule is its)
+    arms: Tuple[str, ...] = ('random', 'hvp')
 
     @property
     def regimes(self):
@@ -86,13 +89,14 @@ class _Study:
     """The runs of one seed; ``jobs`` of a phase are ``(arm, regime, stage, lr, epochs)``."""
 
     def __init__(self, demo, seed, shard, plan):
-        self.demo, self.seed, self.shard = demo, seed, shard
+        self.demo, self.seed, self.shard, self.plan = demo, seed, shard, plan
         self.ann = splits(demo, seed, plan.low_label)
-        backbone = osp.join(arm_dir(demo.work_dir, seed, 'full'),
-                            f'backbone_teacher_iter{plan.pretrain_iters}.pth')
-        if not osp.isfile(backbone):  # the cause study's full arm (skipped when it is done)
-            run_cause(demo, seed, ['full'], iters=(plan.pretrain_iters, ))
-        self.backbones = dict(random=None, hvp=backbone)
+        self.backbones = {arm: arm_backbone(demo.work_dir, seed, arm, plan.pretrain_iters)
+                          for arm in plan.arms}
+
+    def prepare(self, arm):
+        """Phase 0 job: pre-train, export and probe ``arm`` (:func:`.arms.prepare_arm`)."""
+        prepare_arm(self.demo, self.seed, arm, self.plan.pretrain_iters)
 
     def work(self, arm, regime, stage, lr, epochs):
         return run_dir(self.demo.work_dir, self.seed, arm, regime, stage, lr, epochs)
@@ -123,7 +127,18 @@ class _Study:
         index, count = self.shard
         for job in jobs[index::count]:
             self.one(*job)
-        markers = [osp.join(self.work(*job), 'last_checkpoint') for job in jobs]
+        self.wait([osp.join(self.work(*job), 'last_checkpoint') for job in jobs], timeout)
+
+    def prepare_all(self, timeout=6 * 3600):
+        """Phase 0: this shard's part of the arms, then wait for every arm's probe."""
+        index, count = self.shard
+        for arm in self.plan.arms[index::count]:
+            self.prepare(arm)
+        self.wait([arm_probe(self.demo.work_dir, self.seed, arm, self.plan.pretrain_iters)
+                   for arm in self.plan.arms], timeout)
+
+    @staticmethod
+    def wait(markers, timeout):
         start = time.time()
         while not all(osp.isfile(m) for m in markers):
             if time.time() - start > timeout:
@@ -139,17 +154,21 @@ class _Study:
 def run_finetune_study(demo, seed=0, shard=(0, 1), plan=StudyPlan()):
     """Run the three phases (finished runs are skipped); returns :func:`read_finetune_study`."""
     demo.make_world()
+    if plan.arms[0] != 'random':
+        raise ValueError(f'the first arm must be random init (the schedule rule), got {plan.arms}')
     study = _Study(demo, seed, shard, plan)
+    study.prepare_all()
     study.phase([('random', 'full', 'select', SCHEDULE_LR, e)
                  for e in sorted(plan.schedules)[::-1]]
-                + [('hvp', 'full', 'select', SCHEDULE_LR, max(plan.schedules))])
+                + [(arm, 'full', 'select', SCHEDULE_LR, max(plan.schedules))
+                   for arm in plan.arms if arm == 'hvp'])
     epochs, _ = choose_schedule({e: study.held('random', 'full', 'select', SCHEDULE_LR, e)
                                  for e in plan.schedules})
     study.phase([(arm, regime, 'select', lr, epochs) for regime in plan.regimes
-                 for arm in STUDY_ARMS for lr in plan.lr_grid])
+                 for arm in plan.arms for lr in plan.lr_grid])
     finals = []
     for regime in plan.regimes:
-        for arm in STUDY_ARMS:
+        for arm in plan.arms:
             lr = choose_lr({lr: study.held(arm, regime, 'select', lr, epochs)
                             for lr in plan.lr_grid})
             finals.append((arm, regime, 'final', lr, epochs))
@@ -167,17 +186,20 @@ def read_finetune_study(work_dir, seed=0, plan=StudyPlan()):
 
     Returns:
         dict: ``schedule`` (held-out top-1 per epochs of the rule's runs, the chosen epochs and
-        why), ``curves`` (``{arm: {epochs: [held-out top-1 per epoch]}}``, lr 1e-3) and
-        ``regimes`` (``{regime: {arm: {grid: {lr: held-out}, lr, val_top1}}}``).
+        why), ``curves`` (``{arm: {epochs: [held-out top-1 per epoch]}}``, lr 1e-3),
+        ``probes`` (``{arm: the cause study's probe row}``: RankMe, colour share, linear, kNN)
+        and ``regimes`` (``{regime: {label, arm: {grid: {lr: held-out}, lr, val_top1}}}``).
     """
     def held(arm, regime, lr, epochs):
         value, _ = latest_metric(run_dir(work_dir, seed, arm, regime, 'select', lr, epochs), KEY)
         return value
 
     rule = {e: held('random', 'full', SCHEDULE_LR, e) for e in plan.schedules}
-    out = dict(seed=seed, plan=plan._asdict(), schedule_lr=SCHEDULE_LR,
-               schedule=dict(heldout=rule), curves={}, regimes={})
-    for arm in STUDY_ARMS:
+    out = dict(seed=seed, plan=plan._asdict(), arms={a: ARMS[a] for a in plan.arms},
+               schedule_lr=SCHEDULE_LR, schedule=dict(heldout=rule), curves={}, regimes={},
+               probes={a: probe_row(read_json(arm_probe(work_dir, seed, a, plan.pretrain_iters)))
+                       for a in plan.arms})
+    for arm in plan.arms:
         out['curves'][arm] = {
             e: _curve(run_dir(work_dir, seed, arm, 'full', 'select', SCHEDULE_LR, e))
             for e in plan.schedules}
@@ -187,7 +209,7 @@ def read_finetune_study(work_dir, seed=0, plan=StudyPlan()):
     out['schedule'].update(epochs=epochs, why=why)
     for regime, label in plan.regimes.items():
         rows = dict(label=label)
-        for arm in STUDY_ARMS:
+        for arm in plan.arms:
             grid = {lr: held(arm, regime, lr, epochs) for lr in plan.lr_grid}
             row = dict(grid={f'{lr:g}': v for lr, v in grid.items()}, lr=None, val_top1=None)
             if all(v is not None for v in grid.values()):

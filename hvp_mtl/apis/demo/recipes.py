@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 CONFIGS = dict(hvp='configs/demo/hvp_swin-demo_pretrain.py',
                mcl='configs/demo/mcl_swin-demo_pretrain.py',
+               simmim='configs/demo/simmim_swin-demo_pretrain.py',
+               swav='configs/demo/swav_swin-demo_pretrain.py',
                cls='configs/demo/swin-demo_cls.py',
                det='configs/demo/mask-rcnn_swin-demo.py',
                seg='configs/demo/upernet_swin-demo.py')

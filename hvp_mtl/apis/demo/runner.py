@@ -112,7 +112,8 @@ class Demo:
 
     def pretrain(self, stage, work, seed, method='hvp', loss_weights=None, arch='demo',
                  checkpoint_interval=None):
-        """Pre-train (``method`` hvp or mcl) into ``work``; returns the last checkpoint.
+        """Pre-train (``method``: a pre-training key of :data:`CONFIGS`: hvp, mcl, simmim, swav)
+        into ``work``; returns the last checkpoint.
 
         ``checkpoint_interval``: also keep a checkpoint every that many iterations (default: the
         last one only).
@@ -133,6 +134,8 @@ class Demo:
             opts.append(f'model.tasks.swav.freeze_prototypes_iters={max(1, iters // 15)}')
             # the objectives against their baselines at 0, 1/3, 2/3 and the end
             opts.append(f'custom_hooks.0.interval={max(1, iters // 3)}')
+        elif method == 'swav':  # mmpretrain's SwAV: its hook freezes the prototypes
+            opts.append(f'custom_hooks.0.frozen_layers_cfg.prototypes={max(1, iters // 15)}')
         opts += [f'model.loss_weights.{k}={v}' for k, v in (loss_weights or {}).items()]
         opts += arch_options(arch, method) if arch != 'demo' else []
         ckpt = osp.join(work, f'iter_{iters}.pth')
