@@ -1,19 +1,20 @@
 """The fine-tune study of the evidence protocol (docs/RESULTS.md, "Fine-tunes"), one seed.
 
 ``demo/run_demo.py --finetune-study`` fine-tunes the demo's classification config from random
-initialisation and from the HVP-MTL export (the cause study's full arm at 1,000 iterations, EMA
-teacher: the default export) by the rules of :mod:`.finetune_protocol`, in three phases:
+initialisation and from each pre-trained arm of :data:`.arms.ARMS` (default: the HVP-MTL export,
+the cause study's full arm at 1,000 iterations, its EMA teacher) by the rules of
+:mod:`.finetune_protocol`:
 
+0. **arms**: each pre-trained, exported and probed (:func:`.arms.prepare_arm`; done ones reused).
 1. **schedule**: random init at lr 1e-3 (the config's) for each of :data:`SCHEDULES` epochs on
-   the fit part of train, held-out top-1 after every epoch; the HVP-MTL arm at the longest, for
-   its curve. :func:`choose_schedule` picks the epochs ``E``.
-2. **selection**: for every regime (all of train; 10 and 50 images per class of the fit part;
-   LP-FT), every arm and every lr of :data:`LR_GRID`: ``E`` epochs (LP-FT: ``E // 4`` epochs of
-   the head on the frozen backbone, then ``E`` of everything) on the fit part or its subset,
-   held-out top-1 at the end (after every epoch only in the schedule rule's runs: the curves);
-   :func:`choose_lr` per arm and regime.
-3. **final**: each arm and regime at its lr, trained on all of train (the low-label rows: the
-   same subset), evaluated once on val.
+   the fit part of train, held-out top-1 after every epoch (the curves); the HVP-MTL arm at the
+   longest, for its curve. :func:`choose_schedule` picks the epochs ``E``.
+2. **selection, then final, regime by regime** (10 and 50 images per class of the fit part, all
+   of train, LP-FT: the cheapest first). Selection: every arm at every lr of :data:`LR_GRID`,
+   ``E`` epochs (LP-FT: ``E // 4`` epochs of the head on the frozen backbone, then ``E`` of
+   everything) on the fit part or its subset, held-out top-1 at the end; :func:`choose_lr` per
+   arm. Final: each arm at its lr, trained on all of train (low-label: the same subset),
+   evaluated once on val.
 
 Processes with different ``shard`` (``i/n``) split each phase's runs and wait for each other
 between phases. The files are read back by :func:`read_finetune_study`.
@@ -164,16 +165,18 @@ def run_finetune_study(demo, seed=0, shard=(0, 1), plan=StudyPlan()):
                    for arm in plan.arms if arm == 'hvp'])
     epochs, _ = choose_schedule({e: study.held('random', 'full', 'select', SCHEDULE_LR, e)
                                  for e in plan.schedules})
-    study.phase([(arm, regime, 'select', lr, epochs) for regime in plan.regimes
-                 for arm in plan.arms for lr in plan.lr_grid])
-    finals = []
-    for regime in plan.regimes:
-        for arm in plan.arms:
-            lr = choose_lr({lr: study.held(arm, regime, 'select', lr, epochs)
-                            for lr in plan.lr_grid})
-            finals.append((arm, regime, 'final', lr, epochs))
-    study.phase(finals)
+    for regime in sorted(plan.regimes, key=_cost):  # the cheapest regime's answer first
+        study.phase([(arm, regime, 'select', lr, epochs) for arm in plan.arms
+                     for lr in plan.lr_grid])
+        study.phase([(arm, regime, 'final', choose_lr({
+            lr: study.held(arm, regime, 'select', lr, epochs) for lr in plan.lr_grid}), epochs)
+            for arm in plan.arms])
     return read_finetune_study(demo.work_dir, seed, plan)
+
+
+def _cost(regime):
+    """Order of the regimes' runs: the low-label ones (smallest first), all of train, LP-FT."""
+    return (0, int(regime[3:])) if regime.startswith('low') else (1 if regime == 'full' else 2, 0)
 
 
 def _curve(work):
