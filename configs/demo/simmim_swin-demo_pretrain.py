@@ -14,7 +14,8 @@ data_root = 'data/demo/default/pretrain/'
 max_iters = 300
 
 model = dict(
-    backbone=dict(arch=dict(_delete_=True, embed_dims=32, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8]),
+    backbone=dict(arch=dict(_delete_=True, embed_dims=32, depths=[2, 2, 2, 2],
+                            num_heads=[1, 2, 4, 8]),
                   img_size=img_size, drop_path_rate=0., pad_small_map=True,
                   stage_cfgs=dict(block_cfgs=dict(window_size=4))),
     neck=dict(in_channels=32 * 2**3))

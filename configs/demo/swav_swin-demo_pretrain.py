@@ -7,7 +7,8 @@
 # schedule (LARS at lr 0.6 is the ResNet recipe), and the sizes of the HVP-MTL demo's SwAV task:
 # 32-dim codes, 32 prototypes, no queue at batch 32, prototypes frozen for the first 1/15 of the
 # run (demo/run_demo.py sets it). SwAV's own augmentations stay, hue 0 (mmcv 2.1's hue shift
-# overflows uint8 under numpy 2, as in the HVP-MTL demo config), as do its loss, epsilon and temperature.
+# overflows uint8 under numpy 2, as in the HVP-MTL demo config), as do its loss, epsilon and
+# temperature.
 _base_ = 'mmpretrain::swav/swav_resnet50_8xb32-mcrop-coslr-200e_in1k-224px-96px.py'
 custom_imports = dict(imports=['hvp_mtl'], allow_failed_imports=False)
 
