@@ -48,6 +48,7 @@ from hvp_mtl.apis.demo import (
 from hvp_mtl.apis.demo.arms import ARMS
 from hvp_mtl.apis.demo.cause import plot_cause, render_cause, run_cause, write_cause
 from hvp_mtl.apis.demo.finetune_report import plot_finetune_curves, render_finetune_study
+from hvp_mtl.apis.demo.finetune_seeds import combine_finetune_studies, render_finetune_seeds
 from hvp_mtl.apis.demo.finetune_study import StudyPlan, read_finetune_study, run_finetune_study
 from hvp_mtl.apis.demo.learning_curve import (
     plot_learning_curve,
@@ -108,6 +109,10 @@ def parse_args(argv=None):
     parser.add_argument('--study-arms', nargs='+', choices=list(ARMS), default=['random', 'hvp'],
                         help='with --finetune-study: the arms (random first; the peers are '
                         'pre-trained for the study budget, the cause study\'s arms reused)')
+    parser.add_argument('--combine-studies', nargs='+', metavar='FILE',
+                        help='instead of running: combine the fine-tune study files of several '
+                        'seeds (finetune_seed<seed>.json) into <work-dir>/finetune_seeds.json: '
+                        'mean ± std, difference from random init ± SE and the verdict per row')
     parser.add_argument('--shard', default='0/1', metavar='I/N',
                         help='with --finetune-study: run every N-th run from the I-th (N '
                         'processes on one work dir split each phase and wait for each other)')
@@ -175,6 +180,22 @@ def cause(args, argv):
     return 0
 
 
+def combine_studies(args, argv):
+    """``--combine-studies``: several seeds' study files into ``finetune_seeds.json``."""
+    loaded = []
+    for path in args.combine_studies:
+        with open(path, encoding='utf-8') as f:
+            loaded.append(json.load(f))
+    sources = [osp.relpath(osp.abspath(p), ROOT) for p in args.combine_studies]
+    combined = dict(command='python demo/run_demo.py ' + ' '.join(argv), commit=git_commit(),
+                    **combine_finetune_studies(loaded, sources))
+    os.makedirs(args.work_dir, exist_ok=True)
+    write_atomic(osp.join(args.work_dir, 'finetune_seeds.json'),
+                 json.dumps(combined, indent=1) + '\n')
+    print(render_finetune_seeds(combined))
+    return 0
+
+
 def finetune_study(args, argv):
     """``--finetune-study``: the three phases at seed ``--first-seed``, then its json."""
     data = args.data_root or osp.join(ROOT, 'data', 'demo', 'default')
@@ -213,6 +234,8 @@ def main(argv=None):
         return cause(args, argv)
     if args.finetune_study:
         return finetune_study(args, argv)
+    if args.combine_studies:
+        return combine_studies(args, argv)
     suffix = '' if args.world == 'colour' else f'_{args.world}'
     data = args.data_root or osp.join(ROOT, 'data', 'demo', args.size + suffix)
     demo = Demo(args.work_dir, data, args.size, args.force, args.tensorboard, args.world)

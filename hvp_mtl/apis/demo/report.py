@@ -11,7 +11,8 @@ Everything printed is computed here from that file, so the docs can be regenerat
 committed copy: a block of a Markdown file between ``<!-- demo-table:start FILE -->`` and
 ``<!-- demo-table:end -->`` is the rendering of ``FILE`` (a path relative to the repository): a
 tables file as above, a learning curve (``curve``: :func:`.learning_curve.render_learning_curve`)
-or a cause study (``cause``: :func:`.cause.render_cause`).
+a cause study (``cause``: :func:`.cause.render_cause`), a fine-tune study (``study``) or
+several seeds' studies combined (``finetune_seeds``: :func:`.finetune_seeds.render_finetune_seeds`).
 """
 import json
 import os.path as osp
@@ -21,6 +22,7 @@ from hvp_mtl.utils.atomic_io import atomic_write
 
 from .cause import render_cause
 from .finetune_report import render_finetune_study
+from .finetune_seeds import render_finetune_seeds
 from .learning_curve import render_learning_curve
 from .objectives import render_objectives, run_learned, unlearned_supervision_notes
 from .stats import VERDICT_RULE, compare, compare_gains, summarise
@@ -163,12 +165,14 @@ def closing_note(results):
 
 
 def render_results_file(results):
-    """The Markdown of any demo results file: a cause or fine-tune study, a learning curve or
-    tables."""
+    """The Markdown of any demo results file: a cause or fine-tune study (one seed, or seeds
+    combined), a learning curve or tables."""
     if 'cause' in results:
         return render_cause(results)
     if 'study' in results:
         return render_finetune_study(results)
+    if 'finetune_seeds' in results:
+        return render_finetune_seeds(results)
     if 'curve' in results:
         return render_learning_curve(results)
     return render_results(results)
