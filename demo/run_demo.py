@@ -32,6 +32,7 @@ import os.path as osp
 import shutil
 import signal
 import sys
+import time
 
 from hvp_mtl.apis.demo import (
     ROOT,
@@ -50,6 +51,7 @@ from hvp_mtl.apis.demo.cause import plot_cause, render_cause, run_cause, write_c
 from hvp_mtl.apis.demo.finetune_report import plot_finetune_curves, render_finetune_study
 from hvp_mtl.apis.demo.finetune_seeds import combine_finetune_studies, render_finetune_seeds
 from hvp_mtl.apis.demo.finetune_study import StudyPlan, read_finetune_study, run_finetune_study
+from hvp_mtl.apis.demo.headline import load_choices, run_headline
 from hvp_mtl.apis.demo.learning_curve import (
     plot_learning_curve,
     render_learning_curve,
@@ -109,6 +111,12 @@ def parse_args(argv=None):
     parser.add_argument('--study-arms', nargs='+', choices=list(ARMS), default=['random', 'hvp'],
                         help='with --finetune-study: the arms (random first; the peers are '
                         'pre-trained for the study budget, the cause study\'s arms reused)')
+    parser.add_argument('--headline', action='store_true',
+                        help='what make demo runs: the protocol\'s headline rows at seed '
+                        '--first-seed within ~15 min (10 images per class fine-tuned from random '
+                        'init and from the HVP-MTL export at the schedule and lrs of the '
+                        'committed study over seeds, both arms\' frozen-feature probes); '
+                        'writes headline_seed<seed>.json')
     parser.add_argument('--combine-studies', nargs='+', metavar='FILE',
                         help='instead of running: combine the fine-tune study files of several '
                         'seeds (finetune_seed<seed>.json) into <work-dir>/finetune_seeds.json: '
@@ -180,6 +188,23 @@ def cause(args, argv):
     return 0
 
 
+def headline(args, argv):
+    """``--headline``: the protocol's headline rows at seed ``--first-seed``, and their json."""
+    data = args.data_root or osp.join(ROOT, 'data', 'demo', 'default')
+    demo = Demo(args.work_dir, data, 'default', args.force, args.tensorboard)
+    os.makedirs(demo.work_dir, exist_ok=True)
+    choices = load_choices(ROOT, args.first_seed)
+    start = time.time()
+    found = run_headline(demo, args.first_seed, choices)
+    found.update(command='python demo/run_demo.py ' + ' '.join(argv), commit=git_commit(),
+                 wall_s=time.time() - start)
+    out = osp.join(args.work_dir, f'headline_seed{args.first_seed}.json')
+    write_atomic(out, json.dumps(found, indent=1) + '\n')
+    print(render_finetune_seeds(found))
+    print(f'{out}; wall time {found["wall_s"] / 60:.1f} min (finished stages skipped).')
+    return 0
+
+
 def combine_studies(args, argv):
     """``--combine-studies``: several seeds' study files into ``finetune_seeds.json``."""
     loaded = []
@@ -236,6 +261,8 @@ def main(argv=None):
         return finetune_study(args, argv)
     if args.combine_studies:
         return combine_studies(args, argv)
+    if args.headline:
+        return headline(args, argv)
     suffix = '' if args.world == 'colour' else f'_{args.world}'
     data = args.data_root or osp.join(ROOT, 'data', 'demo', args.size + suffix)
     demo = Demo(args.work_dir, data, args.size, args.force, args.tensorboard, args.world)

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from hvp_mtl.apis.demo import Demo
+from hvp_mtl.apis.demo.arms import ARMS, CAUSE_SOURCES, arm_backbone, arm_probe
 from hvp_mtl.apis.demo.cause import (
     CAUSE_ARMS,
     arm_dir,
@@ -90,3 +91,13 @@ def test_a_tiny_cause_run_keeps_its_points_and_probes_each_export(tmp_path):
     # student and teacher exports differ after an EMA step
     probe = tmp_path / arm_dir('work', 0, 'full') / 'probe_student_iter3.json'
     assert json.loads(probe.read_text())['checkpoint'].endswith('backbone_student_iter3.pth')
+
+
+def test_the_fine_tune_study_takes_each_cause_arm_from_an_export_that_arm_writes():
+    for arm, (source, export) in CAUSE_SOURCES.items():
+        assert arm in ARMS and source in CAUSE_ARMS
+        assert export in exports_of(cause_weights(source))
+        where = arm_dir('w', 0, source)
+        assert arm_backbone('w', 0, arm, 1000) == f'{where}/backbone_{export}_iter1000.pth'
+        assert arm_probe('w', 0, arm, 1000) == f'{where}/probe_{export}_iter1000.json'
+    assert CAUSE_SOURCES['wo_mim'] == ('wo_mim', 'teacher')

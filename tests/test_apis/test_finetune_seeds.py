@@ -10,6 +10,7 @@ import pytest
 
 from hvp_mtl.apis.demo import ROOT
 from hvp_mtl.apis.demo.finetune_seeds import combine_finetune_studies
+from hvp_mtl.apis.demo.headline import headline_choices
 from hvp_mtl.apis.demo.report import render_results_file, update_generated_blocks
 
 ARMS = dict(random='random init', hvp='HVP-MTL (EMA teacher)')
@@ -92,3 +93,17 @@ def test_the_cli_writes_a_file_that_a_generated_block_renders(tmp_path):
                     'stale\n<!-- demo-table:end -->\n', encoding='utf-8')
     assert update_generated_blocks(str(page), str(tmp_path)) == ['work/finetune_seeds.json']
     assert render_results_file(written) in page.read_text(encoding='utf-8')
+
+
+def test_the_headline_takes_the_seeds_own_choices_or_the_most_frequent():
+    studies = [_study(s) for s in (0, 1, 2)]
+    studies[2]['study']['regimes']['low10']['hvp']['lr'] = 3e-3
+    combined = combine_finetune_studies(studies)
+    own = headline_choices(combined, 2)
+    assert own == dict(epochs=64, lr=dict(random=1e-3, hvp=3e-3),
+                       source="seed 2's own choices in the study over seeds")
+    other = headline_choices(combined, 7)
+    assert other['epochs'] == 64 and other['lr'] == dict(random=1e-3, hvp=2e-3)
+    assert other['source'].startswith('the most frequent choices of seeds 0, 1, 2')
+    with pytest.raises(KeyError, match="no regime 'low50'"):
+        headline_choices(combined, 0, regime='low50')

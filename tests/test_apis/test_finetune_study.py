@@ -3,6 +3,7 @@ phases (schedule rule, lr selection on the held-out part of train, finals on val
 import glob
 import json
 import os.path as osp
+import shutil
 
 import pytest
 from mmengine.config import Config
@@ -11,7 +12,9 @@ from hvp_mtl.apis.demo import Demo
 from hvp_mtl.apis.demo.arms import arm_probe, prepare_arm
 from hvp_mtl.apis.demo.finetune_protocol import choose_schedule
 from hvp_mtl.apis.demo.finetune_report import plot_finetune_curves, render_finetune_study
+from hvp_mtl.apis.demo.finetune_seeds import combine_finetune_studies
 from hvp_mtl.apis.demo.finetune_study import StudyPlan, run_dir, run_finetune_study
+from hvp_mtl.apis.demo.headline import headline_choices, run_headline
 from hvp_mtl.apis.demo.report import render_results_file
 
 
@@ -88,6 +91,16 @@ def test_a_tiny_study_chooses_on_held_out_and_evaluates_the_finals_on_val(tmp_pa
     fit = open(osp.join(osp.dirname(held), 'fit.txt')).read().split()[::2]
     assert not set(fit) & set(open(held).read().split()[::2])
     assert json.dumps(found)  # a results file can hold it
+    # the headline (make demo) takes the study's choices and reruns its final runs: same rows
+    choices = headline_choices(combine_finetune_studies([dict(study=found)]), 0, 'low2')
+    assert choices['epochs'] == epochs and choices['lr'] == dict(random=1e-3, hvp=1e-3)
+    for arm in ('random', 'hvp'):
+        shutil.rmtree(run_dir(work, 0, arm, 'low2', 'final', 1e-3, epochs))
+    headline = run_headline(demo, 0, choices, plan, 'low2')
+    row = headline['finetune_seeds']['tables']['finetune']['rows'][0]
+    assert row['values'] == {arm: [found['regimes']['low2'][arm]['val_top1']]
+                             for arm in ('random', 'hvp')}
+    assert "seed 0's own choices" in render_results_file(headline)
 
 
 @pytest.mark.slow

@@ -1,9 +1,10 @@
 """The pre-trained arms of the evidence protocol (docs/RESULTS.md, "Arms") and where each one's
 backbone comes from, on one world, backbone and budget.
 
-* ``hvp`` and ``mlc_only``: arms of the cause study (:mod:`.cause`): HVP-MTL as shipped (its EMA
-  teacher, the default export) and multi-label alone (its student), the checkpoint at the study's
-  budget;
+* ``hvp``, ``mlc_only`` and ``wo_mim``: arms of the cause study (:mod:`.cause`): HVP-MTL as
+  shipped (its EMA teacher, the default export), multi-label alone (its student) and HVP-MTL
+  without MIM (the cause study's named cause of the colour collapse; its EMA teacher), the
+  checkpoint at the study's budget;
 * ``simmim``, ``swav``: mmpretrain's own algorithms through configs that inherit theirs
   (``configs/demo/simmim_swin-demo_pretrain.py``, ``swav_swin-demo_pretrain.py``), the demo Swin;
 * ``mcl``: the project's MCL demo config, its online encoder (the default export).
@@ -19,9 +20,11 @@ from .recipes import SIZES
 __all__ = ['ARMS', 'PEER_METHODS', 'arm_backbone', 'arm_probe', 'prepare_arm']
 
 ARMS = dict(random='random init', hvp='HVP-MTL (EMA teacher)', mlc_only='multi-label only',
-            simmim="mmpretrain's SimMIM", swav="mmpretrain's SwAV", mcl='MCL')
+            simmim="mmpretrain's SimMIM", swav="mmpretrain's SwAV", mcl='MCL',
+            wo_mim='HVP-MTL w/o MIM (EMA teacher)')
 #: arm -> (cause-study arm, export)
-CAUSE_SOURCES = dict(hvp=('full', 'teacher'), mlc_only=('mlc_only', 'student'))
+CAUSE_SOURCES = dict(hvp=('full', 'teacher'), mlc_only=('mlc_only', 'student'),
+                     wo_mim=('wo_mim', 'teacher'))
 #: arms pre-trained by their own demo config (``Demo.pretrain(method=arm)``)
 PEER_METHODS = ('simmim', 'swav', 'mcl')
 

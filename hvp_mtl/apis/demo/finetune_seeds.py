@@ -105,5 +105,10 @@ def render_finetune_seeds(results):
                                                          for lr in combined['lrs'][regime][arm])
                            for arm in arms)
         lines.append(f'- {label}: {chosen}')
-    lines += ['', 'Per-seed files: ' + ', '.join(f'`{p}`' for p in combined['sources']) + '.']
+    if combined['sources']:
+        lines += ['', 'Per-seed files: ' + ', '.join(f'`{p}`' for p in combined['sources']) + '.']
+    if combined.get('note'):
+        lines += ['', combined['note']]
+    if results.get('command'):
+        lines += ['', f'Command: `{results["command"]}` (commit {results.get("commit", "")[:10]}).']
     return '\n'.join(parts) + '\n' + '\n'.join(lines) + '\n'
