@@ -47,7 +47,13 @@ from hvp_mtl.apis.demo import (
     update_generated_blocks,
 )
 from hvp_mtl.apis.demo.arms import ARMS
-from hvp_mtl.apis.demo.cause import plot_cause, render_cause, run_cause, write_cause
+from hvp_mtl.apis.demo.cause import (
+    plot_cause,
+    read_cause,
+    render_cause,
+    run_cause,
+    write_cause,
+)
 from hvp_mtl.apis.demo.finetune_report import plot_finetune_curves, render_finetune_study
 from hvp_mtl.apis.demo.finetune_seeds import combine_finetune_studies, render_finetune_seeds
 from hvp_mtl.apis.demo.finetune_study import StudyPlan, read_finetune_study, run_finetune_study
@@ -98,7 +104,8 @@ def parse_args(argv=None):
                         'share; writes cause.json and its chart')
     parser.add_argument('--cause-arms', nargs='+',
                         help='only these arms of --cause (processes with different arms can '
-                        'share one work dir; a final call without it writes the file)')
+                        'share one work dir; a final call without it writes the file; with '
+                        '--report-only, a file of these arms only)')
     parser.add_argument('--finetune-study', action='store_true',
                         help='instead of the tables: the fine-tune study of seed --first-seed '
                         '(docs/RESULTS.md): the schedule rule, the lr rule per arm on a '
@@ -176,9 +183,12 @@ def cause(args, argv):
     data = args.data_root or osp.join(ROOT, 'data', 'demo', 'default')
     demo = Demo(args.work_dir, data, 'default', args.force, args.tensorboard)
     os.makedirs(demo.work_dir, exist_ok=True)
-    found = run_cause(demo, args.first_seed, args.cause_arms)
-    if args.cause_arms:
-        return 0
+    if args.report_only:  # what is there (with --cause-arms: those arms only)
+        found = read_cause(demo.work_dir, [args.first_seed], args.cause_arms)
+    else:
+        found = run_cause(demo, args.first_seed, args.cause_arms)
+        if args.cause_arms:
+            return 0
     out = osp.join(args.work_dir, 'cause.json')
     write_cause(found, out, dict(command='python demo/run_demo.py ' + ' '.join(argv),
                                  commit=git_commit()))

@@ -68,6 +68,10 @@ def test_files_are_read_back_rendered_and_regenerated_in_markdown(tmp_path):
     assert update_generated_blocks(str(doc), str(tmp_path)) == ['cause.json']
     assert text in doc.read_text()
     assert update_generated_blocks(str(doc), str(tmp_path), check=True) == []
+    # a file of another seed renders that seed (the cause study at seeds 1 and 2)
+    other = dict(command='c', commit='abc', cause=read_cause(str(work), [1], ['mim_only']))
+    assert '(seed 1)' in render_cause(other) and '| MIM only | 100 | student | not measured |' \
+        in render_cause(other)
 
 
 @pytest.mark.slow

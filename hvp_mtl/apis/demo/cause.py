@@ -123,7 +123,7 @@ def write_cause(cause, out_file, meta):
     return out_file
 
 
-def plot_cause(cause, out_file, seed='0', dpi=100):
+def plot_cause(cause, out_file, seed=None, dpi=100):
     """Three panels against iterations (students): colour R² of the top two PCs, RankMe, kNN."""
     import matplotlib
     matplotlib.use('Agg')
@@ -131,7 +131,7 @@ def plot_cause(cause, out_file, seed='0', dpi=100):
 
     from hvp_mtl.apis.figures import save_figure_atomically
 
-    data = cause[seed]
+    data = cause[next(iter(cause)) if seed is None else seed]
     keys = (('colour_top2_r2', 'colour R² of the top-2 PCs'), ('rankme', 'RankMe'),
             ('knn_whitened', 'kNN top-1, whitened (%)'))
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -154,8 +154,10 @@ def _fmt(row, key, digits):
     return 'not measured' if not row else f'{row[key]:.{digits}f}'
 
 
-def render_cause(results, seed='0'):
-    """Markdown of a ``cause.json``: one line per arm, iteration and export."""
+def render_cause(results, seed=None):
+    """Markdown of a ``cause.json``: one line per arm, iteration and export (of ``seed``,
+    default: the file's first seed)."""
+    seed = next(iter(results['cause'])) if seed is None else seed
     cols = (('rankme', 1), ('top5_share', 3), ('colour_top2_r2', 3), ('colour_total_r2', 3),
             ('linear', 2), ('knn_raw', 2), ('knn_whitened', 2))
     lines = [f'#### The cause: colour and rank along pre-training (seed {seed})', '',
