@@ -32,7 +32,6 @@ import os.path as osp
 import shutil
 import signal
 import sys
-import time
 
 from hvp_mtl.apis.demo import (
     ROOT,
@@ -204,14 +203,16 @@ def headline(args, argv):
     demo = Demo(args.work_dir, data, 'default', args.force, args.tensorboard)
     os.makedirs(demo.work_dir, exist_ok=True)
     choices = load_choices(ROOT, args.first_seed)
-    start = time.time()
     found = run_headline(demo, args.first_seed, choices)
+    stages = {s: demo.stages.get(s) for s in dict.fromkeys(demo.requested)}
     found.update(command='python demo/run_demo.py ' + ' '.join(argv), commit=git_commit(),
-                 wall_s=time.time() - start)
+                 stages=stages, **{f'{k}_s': round(sum(t[k] for t in stages.values() if t), 1)
+                                   for k in ('wall', 'cpu')})
     out = osp.join(args.work_dir, f'headline_seed{args.first_seed}.json')
     write_atomic(out, json.dumps(found, indent=1) + '\n')
     print(render_finetune_seeds(found))
-    print(f'{out}; wall time {found["wall_s"] / 60:.1f} min (finished stages skipped).')
+    print(f'{out}; its stages (also those found done from an earlier call): wall time '
+          f'{found["wall_s"] / 60:.1f} min, CPU time {found["cpu_s"] / 60:.1f} min.')
     return 0
 
 

@@ -96,7 +96,11 @@ def test_a_tiny_study_chooses_on_held_out_and_evaluates_the_finals_on_val(tmp_pa
     assert choices['epochs'] == epochs and choices['lr'] == dict(random=1e-3, hvp=1e-3)
     for arm in ('random', 'hvp'):
         shutil.rmtree(run_dir(work, 0, arm, 'low2', 'final', 1e-3, epochs))
+    demo.requested.clear()
     headline = run_headline(demo, 0, choices, plan, 'low2')
+    assert [s for s in demo.requested if ' final ' in s] == [
+        f'ft s0 {arm} low2 final lr0.001 e{epochs}' for arm in ('random', 'hvp')]
+    assert 'cause s0 full pretrain' in demo.requested  # found done: its times are recorded
     row = headline['finetune_seeds']['tables']['finetune']['rows'][0]
     assert row['values'] == {arm: [found['regimes']['low2'][arm]['val_top1']]
                              for arm in ('random', 'hvp')}

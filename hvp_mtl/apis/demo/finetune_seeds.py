@@ -111,4 +111,7 @@ def render_finetune_seeds(results):
         lines += ['', combined['note']]
     if results.get('command'):
         lines += ['', f'Command: `{results["command"]}` (commit {results.get("commit", "")[:10]}).']
+    if 'cpu_s' in results:  # a headline: the times of its stages
+        lines += ['', f'Its stages: wall time {results["wall_s"] / 60:.1f} min, CPU time '
+                  f'{results["cpu_s"] / 60:.1f} min.']
     return '\n'.join(parts) + '\n' + '\n'.join(lines) + '\n'

@@ -45,6 +45,8 @@ class Demo:
         self.force, self.tensorboard = force, tensorboard
         self.stages_file = osp.join(self.work_dir, 'stages.json')
         self.stages = {}
+        #: every stage asked for since construction, run or found done (in order)
+        self.requested = []
         if osp.isfile(self.stages_file) and not force:
             with open(self.stages_file, encoding='utf-8') as f:
                 self.stages = json.load(f)
@@ -64,6 +66,7 @@ class Demo:
 
     def run(self, stage, cmd, done_marker, work_dir=None, length=None):
         """Run one stage unless ``done_marker`` exists; stop the demo if it fails."""
+        self.requested.append(stage)
         if osp.exists(done_marker) and not self.force:
             print(f'{stage:<14} already done ({osp.relpath(done_marker, self.work_dir)})')
             return
