@@ -54,6 +54,7 @@ from hvp_mtl.apis.demo.cause import (
     write_cause,
 )
 from hvp_mtl.apis.demo.finetune_report import plot_finetune_curves, render_finetune_study
+from hvp_mtl.apis.demo.finetune_reuse import ReusedStudy
 from hvp_mtl.apis.demo.finetune_seeds import combine_finetune_studies, render_finetune_seeds
 from hvp_mtl.apis.demo.finetune_study import StudyPlan, read_finetune_study, run_finetune_study
 from hvp_mtl.apis.demo.headline import load_choices, run_headline
@@ -127,6 +128,11 @@ def parse_args(argv=None):
                         help='instead of running: combine the fine-tune study files of several '
                         'seeds (finetune_seed<seed>.json) into <work-dir>/finetune_seeds.json: '
                         'mean ± std, difference from random init ± SE and the verdict per row')
+    parser.add_argument('--reuse', metavar='FILE',
+                        help='with --finetune-study: a committed study file of the same seed '
+                        'and grids (finetune_seed<seed>.json); runs whose values it has are not '
+                        'run again, their values are read from it (adds an arm to a finished '
+                        'study; the output names the file and its commit)')
     parser.add_argument('--shard', default='0/1', metavar='I/N',
                         help='with --finetune-study: run every N-th run from the I-th (N '
                         'processes on one work dir split each phase and wait for each other)')
@@ -239,10 +245,12 @@ def finetune_study(args, argv):
     os.makedirs(demo.work_dir, exist_ok=True)
     index, count = (int(v) for v in args.shard.split('/'))
     plan = StudyPlan(lpft=not args.no_lpft, arms=tuple(args.study_arms))
+    reused = args.reuse and ReusedStudy.load(
+        osp.relpath(osp.abspath(args.reuse), ROOT), args.first_seed, plan)
     if args.report_only:  # what is there so far ('not run' where a run is missing)
-        found = read_finetune_study(demo.work_dir, args.first_seed, plan)
+        found = read_finetune_study(demo.work_dir, args.first_seed, plan, reused)
     else:
-        found = run_finetune_study(demo, args.first_seed, (index, count), plan)
+        found = run_finetune_study(demo, args.first_seed, (index, count), plan, reused)
     if index:
         return 0
     out = osp.join(args.work_dir, f'finetune_seed{args.first_seed}.json')

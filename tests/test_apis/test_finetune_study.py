@@ -2,6 +2,7 @@
 phases (schedule rule, lr selection on the held-out part of train, finals on val)."""
 import glob
 import json
+import os
 import os.path as osp
 import shutil
 
@@ -12,6 +13,7 @@ from hvp_mtl.apis.demo import Demo
 from hvp_mtl.apis.demo.arms import arm_probe, prepare_arm
 from hvp_mtl.apis.demo.finetune_protocol import choose_schedule
 from hvp_mtl.apis.demo.finetune_report import plot_finetune_curves, render_finetune_study
+from hvp_mtl.apis.demo.finetune_reuse import ReusedStudy
 from hvp_mtl.apis.demo.finetune_seeds import combine_finetune_studies
 from hvp_mtl.apis.demo.finetune_study import StudyPlan, run_dir, run_finetune_study
 from hvp_mtl.apis.demo.headline import headline_choices, run_headline
@@ -56,12 +58,22 @@ def _dumped(work):
     return Config.fromfile(sorted(glob.glob(osp.join(work, '*.py')))[-1])
 
 
+TINY_PLAN = StudyPlan(schedules=(2, 3), lr_grid=(1e-3, ), low_label=(2, ), pretrain_iters=2)
+
+
+@pytest.fixture(scope='module')
+def tiny_study(tmp_path_factory):
+    """One real tiny study (random init, HVP-MTL) of the three phases."""
+    root = tmp_path_factory.mktemp('study')
+    demo = Demo(str(root / 'work'), str(root / 'data'), 'tiny')
+    return demo, run_finetune_study(demo, 0, plan=TINY_PLAN)
+
+
 @pytest.mark.slow
 @pytest.mark.integration
-def test_a_tiny_study_chooses_on_held_out_and_evaluates_the_finals_on_val(tmp_path):
-    plan = StudyPlan(schedules=(2, 3), lr_grid=(1e-3, ), low_label=(2, ), pretrain_iters=2)
-    demo = Demo(str(tmp_path / 'work'), str(tmp_path / 'data'), 'tiny')
-    found = run_finetune_study(demo, 0, plan=plan)
+def test_a_tiny_study_chooses_on_held_out_and_evaluates_the_finals_on_val(tiny_study):
+    plan = TINY_PLAN
+    demo, found = tiny_study
     work = demo.work_dir
     rule = found['schedule']['heldout']
     assert found['schedule']['epochs'] == choose_schedule(rule)[0]
@@ -105,6 +117,35 @@ def test_a_tiny_study_chooses_on_held_out_and_evaluates_the_finals_on_val(tmp_pa
     assert row['values'] == {arm: [found['regimes']['low2'][arm]['val_top1']]
                              for arm in ('random', 'hvp')}
     assert "seed 0's own choices" in render_results_file(headline)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_an_arm_added_to_a_finished_study_runs_only_its_own_runs(tiny_study, tmp_path):
+    """--reuse: a new work dir, the finished study's file: random init's and HVP-MTL's runs
+    are not made again, the new arm's are, by the same rules; the output names the file."""
+    demo, found = tiny_study
+    path = tmp_path / 'finetune_seed0.json'
+    path.write_text(json.dumps(dict(commit='abc1234', study=found)))
+    plan = TINY_PLAN._replace(arms=('random', 'hvp', 'wo_mim'))
+    reused = ReusedStudy.load(str(path), 0, plan)
+    extended = Demo(str(tmp_path / 'work'), demo.data, 'tiny')
+    out = run_finetune_study(extended, 0, plan=plan, reused=reused)
+    study = osp.join(extended.work_dir, 'finetune_study', 'seed_0')
+    assert sorted(p for p in os.listdir(study) if p != 'splits') == ['wo_mim']
+    assert not osp.isdir(osp.join(extended.work_dir, 'cause', 'seed_0', 'full'))
+    epochs = out['schedule']['epochs']
+    assert (out['schedule'], epochs) == (found['schedule'], found['schedule']['epochs'])
+    for regime, rows in out['regimes'].items():
+        for arm in ('random', 'hvp'):
+            assert rows[arm] == json.loads(json.dumps(found['regimes'][regime][arm]))
+        row = rows['wo_mim']
+        assert row['lr'] == 1e-3 and 0 <= row['val_top1'] <= 100
+        assert osp.isdir(run_dir(extended.work_dir, 0, 'wo_mim', regime, 'final', 1e-3, epochs))
+    assert out['probes']['wo_mim']['rankme'] >= 1.0
+    assert out['reused'] == dict(file=str(path), commit='abc1234', arms=['random', 'hvp'])
+    text = render_finetune_study(dict(study=out))
+    assert f'from `{path}` (commit abc1234)' in text and '| HVP-MTL w/o MIM' in text
 
 
 @pytest.mark.slow

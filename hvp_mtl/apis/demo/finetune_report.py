@@ -40,6 +40,10 @@ def render_finetune_study(results):
         lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
     lines += ['', f'Command: `{results.get("command", "")}` (commit '
               f'{results.get("commit", "")[:10]}).']
+    reused = study.get('reused')
+    if reused:
+        lines.append(f'Values of the runs of {", ".join(arms[a] for a in reused["arms"])} read '
+                     f'from `{reused["file"]}` (commit {reused["commit"][:10]}), not run again.')
     return '\n'.join(lines) + '\n'
 
 

@@ -17,7 +17,10 @@ the cause study's full arm at 1,000 iterations, its EMA teacher) by the rules of
    evaluated once on val.
 
 Processes with different ``shard`` (``i/n``) split each phase's runs and wait for each other
-between phases. The files are read back by :func:`read_finetune_study`.
+between phases. The files are read back by :func:`read_finetune_study`. With ``reused`` (a
+:class:`.finetune_reuse.ReusedStudy` of a committed study file of the same seed and plan), a run
+whose value the file has is not run again and its value is read from the file: an arm is added
+to a finished study without its other arms' runs.
 """
 import os.path as osp
 import time
@@ -39,6 +42,7 @@ from .finetune_protocol import (
     stratified_split,
     write_ann,
 )
+from .finetune_reuse import ReusedStudy
 from .learning_curve import read_json
 
 __all__ = ['StudyPlan', 'SCHEDULE_LR', 'run_finetune_study', 'read_finetune_study']
@@ -89,8 +93,9 @@ def run_dir(work_dir, seed, arm, regime, stage, lr, epochs):
 class _Study:
     """The runs of one seed; ``jobs`` of a phase are ``(arm, regime, stage, lr, epochs)``."""
 
-    def __init__(self, demo, seed, shard, plan):
+    def __init__(self, demo, seed, shard, plan, reused):
         self.demo, self.seed, self.shard, self.plan = demo, seed, shard, plan
+        self.reused = reused
         self.ann = splits(demo, seed, plan.low_label)
         self.backbones = {arm: arm_backbone(demo.work_dir, seed, arm, plan.pretrain_iters)
                           for arm in plan.arms}
@@ -124,19 +129,23 @@ class _Study:
                            opts)
 
     def phase(self, jobs, timeout=6 * 3600):
-        """This shard's part of ``jobs``, then wait until every job of the phase is done."""
+        """This shard's part of ``jobs``, then wait until every job of the phase is done
+        (jobs whose value the reused file has are not run)."""
         index, count = self.shard
+        jobs = [job for job in jobs if self.reused.value(*job) is None]
         for job in jobs[index::count]:
             self.one(*job)
         self.wait([osp.join(self.work(*job), 'last_checkpoint') for job in jobs], timeout)
 
     def prepare_all(self, timeout=6 * 3600):
-        """Phase 0: this shard's part of the arms, then wait for every arm's probe."""
+        """Phase 0: this shard's part of the arms, then wait for every arm's probe (an arm the
+        reused file has whole is not prepared)."""
         index, count = self.shard
-        for arm in self.plan.arms[index::count]:
+        arms = [arm for arm in self.plan.arms if not self.reused.has_arm(arm)]
+        for arm in arms[index::count]:
             self.prepare(arm)
         self.wait([arm_probe(self.demo.work_dir, self.seed, arm, self.plan.pretrain_iters)
-                   for arm in self.plan.arms], timeout)
+                   for arm in arms], timeout)
 
     @staticmethod
     def wait(markers, timeout):
@@ -149,15 +158,20 @@ class _Study:
 
     def held(self, *job):
         value, _ = latest_metric(self.work(*job), KEY)
-        return value
+        return self.reused.value(*job) if value is None else value
 
 
-def run_finetune_study(demo, seed=0, shard=(0, 1), plan=StudyPlan()):
-    """Run the three phases (finished runs are skipped); returns :func:`read_finetune_study`."""
+def run_finetune_study(demo, seed=0, shard=(0, 1), plan=StudyPlan(), reused=None):
+    """Run the three phases (finished runs are skipped); returns :func:`read_finetune_study`.
+
+    Args:
+        reused (ReusedStudy, optional): Values of a committed study file taken instead of runs.
+    """
     demo.make_world()
     if plan.arms[0] != 'random':
         raise ValueError(f'the first arm must be random init (the schedule rule), got {plan.arms}')
-    study = _Study(demo, seed, shard, plan)
+    reused = reused or ReusedStudy.none()
+    study = _Study(demo, seed, shard, plan, reused)
     study.prepare_all()
     study.phase([('random', 'full', 'select', SCHEDULE_LR, e)
                  for e in sorted(plan.schedules)[::-1]]
@@ -171,7 +185,7 @@ def run_finetune_study(demo, seed=0, shard=(0, 1), plan=StudyPlan()):
         study.phase([(arm, regime, 'final', choose_lr({
             lr: study.held(arm, regime, 'select', lr, epochs) for lr in plan.lr_grid}), epochs)
             for arm in plan.arms])
-    return read_finetune_study(demo.work_dir, seed, plan)
+    return read_finetune_study(demo.work_dir, seed, plan, reused)
 
 
 def _cost(regime):
@@ -184,8 +198,9 @@ def _curve(work):
     return [round(r['metrics'][KEY], 2) for r in evaluations(work) if KEY in r['metrics']]
 
 
-def read_finetune_study(work_dir, seed=0, plan=StudyPlan()):
-    """The study's numbers of one seed (``None`` where a run is missing).
+def read_finetune_study(work_dir, seed=0, plan=StudyPlan(), reused=None):
+    """The study's numbers of one seed (``None`` where a run is missing; with ``reused``, a
+    missing run's value from the reused file, which ``reused`` then names).
 
     Returns:
         dict: ``schedule`` (held-out top-1 per epochs of the rule's runs, the chosen epochs and
@@ -193,19 +208,27 @@ def read_finetune_study(work_dir, seed=0, plan=StudyPlan()):
         ``probes`` (``{arm: the cause study's probe row}``: RankMe, colour share, linear, kNN)
         and ``regimes`` (``{regime: {label, arm: {grid: {lr: held-out}, lr, val_top1}}}``).
     """
+    reused = reused or ReusedStudy.none()
+
+    def value(arm, regime, stage, lr, epochs):
+        found, _ = latest_metric(run_dir(work_dir, seed, arm, regime, stage, lr, epochs), KEY)
+        return reused.value(arm, regime, stage, lr, epochs) if found is None else found
+
     def held(arm, regime, lr, epochs):
-        value, _ = latest_metric(run_dir(work_dir, seed, arm, regime, 'select', lr, epochs), KEY)
-        return value
+        return value(arm, regime, 'select', lr, epochs)
+
+    def probe(arm):
+        row = probe_row(read_json(arm_probe(work_dir, seed, arm, plan.pretrain_iters)))
+        return reused.probe(arm) if row is None else row
 
     rule = {e: held('random', 'full', SCHEDULE_LR, e) for e in plan.schedules}
     out = dict(seed=seed, plan=plan._asdict(), arms={a: ARMS[a] for a in plan.arms},
                schedule_lr=SCHEDULE_LR, schedule=dict(heldout=rule), curves={}, regimes={},
-               probes={a: probe_row(read_json(arm_probe(work_dir, seed, a, plan.pretrain_iters)))
-                       for a in plan.arms})
+               probes={a: probe(a) for a in plan.arms}, **reused.source())
     for arm in plan.arms:
         out['curves'][arm] = {
             e: _curve(run_dir(work_dir, seed, arm, 'full', 'select', SCHEDULE_LR, e))
-            for e in plan.schedules}
+            or reused.curve(arm, e) for e in plan.schedules}
     if any(v is None for v in rule.values()):
         return out
     epochs, why = choose_schedule(rule)
@@ -217,8 +240,7 @@ def read_finetune_study(work_dir, seed=0, plan=StudyPlan()):
             row = dict(grid={f'{lr:g}': v for lr, v in grid.items()}, lr=None, val_top1=None)
             if all(v is not None for v in grid.values()):
                 row['lr'] = choose_lr(grid)
-                row['val_top1'], _ = latest_metric(
-                    run_dir(work_dir, seed, arm, regime, 'final', row['lr'], epochs), KEY)
+                row['val_top1'] = value(arm, regime, 'final', row['lr'], epochs)
             rows[arm] = row
         out['regimes'][regime] = rows
     return out
