@@ -20,7 +20,8 @@ def _file(tmp_path, **changes):
                                    pretrain_iters=1000, lpft=False, arms=['random', 'hvp']),
                  arms=dict(random='random init', hvp='HVP-MTL (EMA teacher)'), schedule_lr=1e-3,
                  schedule=dict(heldout={'16': 58.5, '32': 60.0}, epochs=32, why='...'),
-                 curves=dict(random={'16': [20.0, 30.0]}), probes=dict(random=probe, hvp=probe),
+                 curves=dict(random={'16': [20.0, 30.0]}, hvp={'16': [25.0, 31.5]}),
+                 probes=dict(random=probe, hvp=probe),
                  regimes=dict(full=dict(label='all of train', random=row, hvp=row),
                               low10=dict(label='10 images per class', random=row, hvp=partial)))
     study.update(changes)
@@ -38,7 +39,8 @@ def test_it_answers_the_runs_the_file_has_and_only_those(tmp_path):
     assert reused.value('hvp', 'full', 'final', 3e-4, 32) is None  # not its chosen lr
     assert reused.value('hvp', 'low10', 'select', 1e-3, 32) is None
     assert reused.value('wo_mim', 'low10', 'select', 1e-3, 32) is None
-    assert reused.curve('random', 16) == [20.0, 30.0] and reused.curve('hvp', 16) == []
+    assert reused.curve('random', 16) == [20.0, 30.0] and reused.curve('wo_mim', 16) == []
+    assert reused.value('hvp', 'full', 'select', 1e-3, 16) == 31.5  # its curve's run: the end
     # an arm is taken whole only with every run of every regime of this plan and its probe
     assert [reused.has_arm(a) for a in PLAN.arms] == [True, False, False]
     assert reused.source() == dict(reused=dict(file=reused.path, commit='abc1234',

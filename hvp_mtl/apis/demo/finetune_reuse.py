@@ -71,11 +71,12 @@ class ReusedStudy:
         """The held-out (``stage`` select) or val (final) top-1 of one run, or ``None``."""
         if not self.study:
             return None
-        if (arm, regime, stage, lr) == ('random', 'full', 'select', self.study['schedule_lr']):
+        curve_run = (regime, stage, lr) == ('full', 'select', self.study['schedule_lr'])
+        if curve_run and arm == 'random':
             return self.heldout.get(str(epochs))
         row = self.study['regimes'].get(regime, {}).get(arm)
-        if row is None or epochs != self.epochs:
-            return None
+        if row is None or epochs != self.epochs:  # a curve's run: its last held-out value
+            return (self.curve(arm, epochs) or [None])[-1] if curve_run else None
         if stage == 'select':
             return row['grid'].get(f'{lr:g}')
         return row['val_top1'] if row['lr'] == lr else None

@@ -93,9 +93,9 @@ def run_dir(work_dir, seed, arm, regime, stage, lr, epochs):
 class _Study:
     """The runs of one seed; ``jobs`` of a phase are ``(arm, regime, stage, lr, epochs)``."""
 
-    def __init__(self, demo, seed, shard, plan, reused):
+    def __init__(self, demo, seed, shard, plan, reused=None):
         self.demo, self.seed, self.shard, self.plan = demo, seed, shard, plan
-        self.reused = reused
+        self.reused = reused or ReusedStudy.none()
         self.ann = splits(demo, seed, plan.low_label)
         self.backbones = {arm: arm_backbone(demo.work_dir, seed, arm, plan.pretrain_iters)
                           for arm in plan.arms}
@@ -141,11 +141,21 @@ class _Study:
         """Phase 0: this shard's part of the arms, then wait for every arm's probe (an arm the
         reused file has whole is not prepared)."""
         index, count = self.shard
-        arms = [arm for arm in self.plan.arms if not self.reused.has_arm(arm)]
+        arms = [arm for arm in self.plan.arms if not self.reused.has_arm(arm) or any(
+            self.reused.value(*job) is None for job in self.schedule_jobs() if job[0] == arm)]
         for arm in arms[index::count]:
             self.prepare(arm)
         self.wait([arm_probe(self.demo.work_dir, self.seed, arm, self.plan.pretrain_iters)
                    for arm in arms], timeout)
+
+    def schedule_jobs(self):
+        """Phase 1: random init at every schedule (the rule), HVP-MTL at the longest (its
+        curve)."""
+        longest = max(self.plan.schedules)
+        return ([('random', 'full', 'select', SCHEDULE_LR, e)
+                 for e in sorted(self.plan.schedules)[::-1]]
+                + [(arm, 'full', 'select', SCHEDULE_LR, longest)
+                   for arm in self.plan.arms if arm == 'hvp'])
 
     @staticmethod
     def wait(markers, timeout):
@@ -170,13 +180,9 @@ def run_finetune_study(demo, seed=0, shard=(0, 1), plan=StudyPlan(), reused=None
     demo.make_world()
     if plan.arms[0] != 'random':
         raise ValueError(f'the first arm must be random init (the schedule rule), got {plan.arms}')
-    reused = reused or ReusedStudy.none()
     study = _Study(demo, seed, shard, plan, reused)
     study.prepare_all()
-    study.phase([('random', 'full', 'select', SCHEDULE_LR, e)
-                 for e in sorted(plan.schedules)[::-1]]
-                + [(arm, 'full', 'select', SCHEDULE_LR, max(plan.schedules))
-                   for arm in plan.arms if arm == 'hvp'])
+    study.phase(study.schedule_jobs())
     epochs, _ = choose_schedule({e: study.held('random', 'full', 'select', SCHEDULE_LR, e)
                                  for e in plan.schedules})
     for regime in sorted(plan.regimes, key=_cost):  # the cheapest regime's answer first
@@ -185,7 +191,7 @@ def run_finetune_study(demo, seed=0, shard=(0, 1), plan=StudyPlan(), reused=None
         study.phase([(arm, regime, 'final', choose_lr({
             lr: study.held(arm, regime, 'select', lr, epochs) for lr in plan.lr_grid}), epochs)
             for arm in plan.arms])
-    return read_finetune_study(demo.work_dir, seed, plan, reused)
+    return read_finetune_study(demo.work_dir, seed, plan, study.reused)
 
 
 def _cost(regime):
