@@ -135,7 +135,8 @@ class _Study:
         jobs = [job for job in jobs if self.reused.value(*job) is None]
         for job in jobs[index::count]:
             self.one(*job)
-        self.wait([osp.join(self.work(*job), 'last_checkpoint') for job in jobs], timeout)
+        # done = its last epoch's held-out/val value logged (the checkpoint is written before it)
+        self.wait(lambda: [self.work(*job) for job in jobs if not self.finished(*job)], timeout)
 
     def prepare_all(self, timeout=6 * 3600):
         """Phase 0: this shard's part of the arms, then wait for every arm's probe (an arm the
@@ -145,8 +146,9 @@ class _Study:
             self.reused.value(*job) is None for job in self.schedule_jobs() if job[0] == arm)]
         for arm in arms[index::count]:
             self.prepare(arm)
-        self.wait([arm_probe(self.demo.work_dir, self.seed, arm, self.plan.pretrain_iters)
-                   for arm in arms], timeout)
+        probes = [arm_probe(self.demo.work_dir, self.seed, arm, self.plan.pretrain_iters)
+                  for arm in arms]
+        self.wait(lambda: [p for p in probes if not osp.isfile(p)], timeout)
 
     def schedule_jobs(self):
         """Phase 1: random init at every schedule (the rule), HVP-MTL at the longest (its
@@ -158,13 +160,19 @@ class _Study:
                    for arm in self.plan.arms if arm == 'hvp'])
 
     @staticmethod
-    def wait(markers, timeout):
+    def wait(missing, timeout):
+        """Until ``missing()`` (what is not done yet) is empty."""
         start = time.time()
-        while not all(osp.isfile(m) for m in markers):
+        while missing():
             if time.time() - start > timeout:
-                missing = [m for m in markers if not osp.isfile(m)]
-                raise TimeoutError(f'runs of other shards not done after {timeout} s: {missing}')
+                raise TimeoutError(f'runs of other shards not done after {timeout} s: '
+                                   f'{missing()}')
             time.sleep(10)
+
+    def finished(self, *job):
+        """Whether the run has logged its value after its last epoch."""
+        _, record = latest_metric(self.work(*job), KEY)
+        return record is not None and record.get('step') == job[-1]
 
     def held(self, *job):
         value, _ = latest_metric(self.work(*job), KEY)
